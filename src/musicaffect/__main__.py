@@ -1,0 +1,5 @@
+import sys
+
+from musicaffect.cli import main
+
+sys.exit(main())

@@ -1,0 +1,35 @@
+"""Shared fixtures: a seeded rng and small generated datasets in the exact Kaggle layout."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def sample_root(tmp_path_factory) -> str:
+    """A small synthetic dataset (plain ``.npy`` files), shared read-only by the session."""
+    from musicaffect.data.sample import write_sample_dataset
+
+    root = tmp_path_factory.mktemp("sample") / "data"
+    write_sample_dataset(root, size="small", seed=0, gz=False)
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def sample_root_gz(tmp_path_factory) -> str:
+    """The same small synthetic dataset in the original ``.npy.gz`` release form."""
+    from musicaffect.data.sample import write_sample_dataset
+
+    root = tmp_path_factory.mktemp("sample_gz") / "data"
+    write_sample_dataset(root, size="small", seed=0, gz=True)
+    return str(root)
