@@ -1,0 +1,327 @@
+"""One typed configuration per run: dataclasses, loaded from YAML presets/files and overrides.
+
+A run is fully described by a :class:`RunConfig`. It is built from the defaults, then a preset
+name (``lstm-beat-mel``) or a YAML file, then ``--set key=value`` overrides with dotted keys
+(``--set train.lr=3e-4 --set model.params.hidden_size=128``). Unknown keys and wrong types
+raise :class:`~musicaffect.errors.ConfigError`. The resolved config is saved in the run folder
+and inside every checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from musicaffect.data.labels import GENRE_TASK, TARGETS
+from musicaffect.errors import ConfigError
+
+VIEWS = ("mel", "chroma", "fused")
+RATES = ("full", "beat")
+DATASETS = ("genre", "multitask")
+MONITORS = ("val_loss", "val_accuracy", "val_macro_f1", "val_spearman_mean")
+
+
+@dataclass
+class DataConfig:
+    """Which clips and which view of them a run reads."""
+
+    dataset: str = "genre"            # genre | multitask
+    rate: str = "full"                # full (about 1293 frames) | beat (beat-synchronous)
+    view: str = "mel"                 # mel | chroma | fused
+    tasks: list[str] = field(default_factory=lambda: [GENRE_TASK])
+    val_fraction: float = 0.2
+    split_seed: int = 420             # the lab helper's seed
+    stratify: bool = False            # stratified split instead of the lab's shuffle rule
+    max_length: int | None = None     # pad/truncate every clip to this many frames
+    normalize: bool = True            # per-feature standardisation fitted on train only
+    cache_dir: str | None = None
+    use_cache: bool = True
+    skip_bad: bool = False
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """A registered model name and its constructor parameters."""
+
+    name: str = "lstm"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossConfig:
+    """How per-task losses are computed and combined."""
+
+    regression: str = "mse"           # mse | l1 | huber
+    bounded: bool = False             # sigmoid on regression outputs (in loss and prediction)
+    rank_weight: float = 0.0          # weight of the rank-aware (Spearman surrogate) term
+    weights: dict[str, float] | None = None   # fixed per-task weights (default 1 each)
+    learn_weights: bool = False       # homoscedastic uncertainty weighting
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, hardware and stopping."""
+
+    optimizer: str = "adam"           # adam | adamw
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    epochs: int = 30
+    patience: int = 5                 # early stopping patience in epochs (0 = off)
+    monitor: str = "val_loss"
+    scheduler: str = "none"           # none | cosine
+    grad_clip: float | None = None
+    max_batches_per_epoch: int | None = None   # budget: cap training batches per epoch
+    accelerator: str = "auto"         # auto | cpu | cuda | mps
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"            # auto | ddp | ddp_spawn ...
+    precision: str = "auto"           # auto (bf16/16 mixed on GPU, 32 on CPU) | 32-true | ...
+    overfit_batches: int = 0          # >0: lab step 5b, train on the first k batches only
+    overfit_epochs: int = 200
+    overfit_loss: float = 0.05        # "near zero": success threshold of the training loss
+
+
+@dataclass
+class TransferConfig:
+    """Initialise the backbone from another run's checkpoint (lab step 9)."""
+
+    checkpoint: str | None = None
+    freeze_backbone: bool = False
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines one reproducible run."""
+
+    name: str = "run"
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self) -> RunConfig:
+        """Check values that types alone cannot; returns self."""
+        d = self.data
+        _choice("data.dataset", d.dataset, DATASETS)
+        _choice("data.rate", d.rate, RATES)
+        _choice("data.view", d.view, VIEWS)
+        if not d.tasks:
+            raise ConfigError("data.tasks is empty: give 'genre' or regression targets")
+        for t in d.tasks:
+            _choice("data.tasks", t, (GENRE_TASK, *TARGETS))
+        if d.dataset == "genre" and d.tasks != [GENRE_TASK]:
+            raise ConfigError("the genre folders only have genre labels: use data.tasks=[genre] "
+                              "or data.dataset=multitask for valence/energy/danceability")
+        if d.dataset == "multitask" and GENRE_TASK in d.tasks:
+            raise ConfigError("the multitask folders have no genre labels: use regression "
+                              f"targets ({', '.join(TARGETS)})")
+        if not 0.0 < d.val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
+        _choice("loss.regression", self.loss.regression, ("mse", "l1", "huber"))
+        _choice("train.optimizer", self.train.optimizer, ("adam", "adamw"))
+        _choice("train.scheduler", self.train.scheduler, ("none", "cosine"))
+        _choice("train.monitor", self.train.monitor, MONITORS)
+        if self.train.monitor in ("val_accuracy", "val_macro_f1") and GENRE_TASK not in d.tasks:
+            raise ConfigError(f"train.monitor={self.train.monitor} needs the genre task; "
+                              "use val_loss or val_spearman_mean for regression")
+        if self.train.monitor == "val_spearman_mean" and GENRE_TASK in d.tasks:
+            raise ConfigError("train.monitor=val_spearman_mean needs regression targets")
+        if self.train.batch_size < 1 or self.train.epochs < 1 or self.train.lr <= 0:
+            raise ConfigError("train.batch_size and train.epochs must be >= 1, train.lr > 0")
+        return self
+
+
+def _choice(key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not valid: choose one of {', '.join(allowed)}")
+
+
+# --------------------------------------------------------------------------- type checking
+
+def _check_type(key: str, value: Any, tp: Any) -> Any:
+    """Return ``value`` converted to ``tp`` where lossless, else raise ConfigError."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(key, value, arg)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_check_type(f"{key}[{i}]", v, item_tp) for i, v in enumerate(value)]
+    if origin is dict:
+        key_tp, val_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return {_check_type(key, k, key_tp): _check_type(f"{key}.{k}", v, val_tp)
+                for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key} must be a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover
+
+
+def _from_dict(cls: type, data: dict, prefix: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}': "
+                          f"allowed keys are {', '.join(sorted(names))}")
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _from_dict(tp, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_type(f"{prefix}{name}", value, tp)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> RunConfig:
+    """Build and validate a :class:`RunConfig` from a (possibly partial) nested mapping."""
+    return _from_dict(RunConfig, data).validate()
+
+
+# --------------------------------------------------------------------------- merging
+
+def deep_merge(base: dict, update: dict) -> dict:
+    """Recursively merge ``update`` into a copy of ``base`` (``model.params`` included)."""
+    out = copy.deepcopy(base)
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """``"train.lr=3e-4"`` -> ``{"train": {"lr": 0.0003}}`` (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value (e.g. train.lr=3e-4)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: cannot parse value ({err})") from err
+    if isinstance(value, str) and _looks_float(value):
+        value = float(value)
+    node: dict = {}
+    cur = node
+    parts = key.split(".")
+    for p in parts[:-1]:
+        cur[p] = {}
+        cur = cur[p]
+    cur[parts[-1]] = value
+    return node
+
+
+def _looks_float(s: str) -> bool:
+    # YAML 1.1 reads "3e-4" as a string; accept it as a number
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return any(c in s.lower() for c in "e.") and s.strip().lower() not in ("nan", "inf")
+
+
+# --------------------------------------------------------------------------- presets
+
+def preset_names() -> list[str]:
+    """Names of the bundled presets (YAML files in ``musicaffect/presets``)."""
+    folder = resources.files("musicaffect") / "presets"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def read_preset(name_or_path: str | Path) -> dict:
+    """Read a preset by name or a YAML file by path; follows a ``base:`` key recursively."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        text = path.read_text()
+        where = str(path)
+    else:
+        res = resources.files("musicaffect") / "presets" / f"{name_or_path}.yaml"
+        if not res.is_file():
+            raise ConfigError(f"unknown preset {str(name_or_path)!r}: choose one of "
+                              f"{', '.join(preset_names())} or give a YAML file path")
+        text = res.read_text()
+        where = f"preset {name_or_path}"
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where}: not valid YAML ({err})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: a config must be a mapping of sections")
+    base = data.pop("base", None)
+    if base:
+        data = deep_merge(read_preset(base), data)
+    return data
+
+
+def load_config(preset: str | Path | None = None, overrides: list[str] | None = None,
+                *, extra: dict | None = None) -> RunConfig:
+    """Defaults <- preset/YAML <- ``extra`` mapping <- ``key=value`` overrides, validated."""
+    data: dict = {}
+    if preset:
+        data = read_preset(preset)
+        data.setdefault("name", Path(str(preset)).stem)
+    if extra:
+        data = deep_merge(data, extra)
+    for item in overrides or []:
+        data = deep_merge(data, parse_override(item))
+    return config_from_dict(data)
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

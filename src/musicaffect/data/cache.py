@@ -1,0 +1,295 @@
+"""A memory-mapped float32 store of every clip of one (folder, split).
+
+The first read of a split folder loads (and decompresses) every clip once and writes them,
+time-major, into one float32 file of shape (sum_T, 140) plus an index (ids, offsets,
+lengths) and a fingerprint of the source files (names, sizes, mtimes). Later reads
+memory-map that file, so an epoch never touches gzip again. The store is rebuilt when the
+fingerprint no longer matches the folder.
+
+A build writes into a temporary folder next to the cache, writes the completion marker
+last and then renames the folder into place, so an interrupted build never looks valid.
+Clips that fail to load are recorded in the index (``bad``) instead of aborting the build;
+asking for one raises the :class:`DataError` it raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import mmap
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from musicaffect.data.arrays import N_ROWS, load_array
+from musicaffect.data.layout import list_clip_files
+from musicaffect.errors import DataError
+
+log = logging.getLogger(__name__)
+
+#: bump when the on-disk format changes (older caches are then rebuilt)
+FORMAT_VERSION = 1
+DATA_FILE = "clips.f32"
+INDEX_FILE = "index.json"
+COMPLETE_MARKER = "COMPLETE"
+_PAGE = mmap.PAGESIZE
+
+
+def default_cache_dir() -> Path:
+    """``$MUSICAFFECT_CACHE`` if set, else ``~/.cache/musicaffect``."""
+    env = os.environ.get("MUSICAFFECT_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "musicaffect"
+
+
+def fingerprint(files: dict[str, Path]) -> str:
+    """Hash of the names, sizes and modification times of a folder's clip files."""
+    h = hashlib.sha256()
+    for cid in sorted(files):
+        st = files[cid].stat()
+        h.update(f"{files[cid].name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def store_dir(source: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Cache folder of one source split folder (e.g. ``.../fma_genre_spectrograms/train``)."""
+    source = Path(source).resolve()
+    key = hashlib.sha256(str(source).encode()).hexdigest()[:16]
+    base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return base / f"{source.parent.name}-{source.name}-{key}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temps(final: Path) -> None:
+    """Remove temporary build folders of ``final`` left by builders that no longer run."""
+    for tmp in final.parent.glob(f".{final.name}.tmp-*"):
+        try:
+            pid = int(tmp.name.rsplit("-", 2)[-2])
+        except ValueError:
+            pid = -1
+        if pid == os.getpid() or not _pid_alive(pid):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class ClipStore:
+    """Memory-mapped float32 clips of one split folder, stored time-major.
+
+    Parameters
+    ----------
+    source : str or os.PathLike
+        A split folder holding ``<id>*.npy`` / ``<id>*.npy.gz`` files.
+    cache_dir : str or os.PathLike, optional
+        Where caches live (default :func:`default_cache_dir`).
+    progress : bool
+        Show a progress bar while building.
+
+    Attributes
+    ----------
+    ids : list of str
+        Clip ids in store order.
+    lengths : np.ndarray [shape=(n_clips,), dtype=int64]
+        Frames T of each clip.
+    bad : dict[str, str]
+        Clip id -> error message of clips that failed to load (not stored).
+    path : Path
+        The cache folder.
+    built : bool
+        True when this instance (re)built the cache.
+
+    Examples
+    --------
+    >>> store = ClipStore("data/fma_genre_spectrograms/train")  # doctest: +SKIP
+    >>> store.get("1042").shape  # (T, 140) float32
+    """
+
+    def __init__(self, source: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
+                 progress: bool = True):
+        self.source = Path(source)
+        if not self.source.is_dir():
+            raise DataError("split folder is missing: restore it from the dataset download",
+                            path=self.source)
+        self.path = store_dir(self.source, cache_dir=cache_dir)
+        files = list_clip_files(self.source)
+        fp = fingerprint(files)
+        index = self._read_valid_index(fp)
+        self.built = index is None
+        if index is None:
+            self._build(files, fp, progress=progress)
+            index = self._read_valid_index(fp)
+            if index is None:
+                raise DataError("the cache just built does not read back: check free disk "
+                                "space and permissions, or pass another cache_dir",
+                                path=self.path)
+        self.ids: list[str] = list(index["ids"])
+        self.offsets = np.asarray(index["offsets"], dtype=np.int64)
+        self.lengths = np.asarray(index["lengths"], dtype=np.int64)
+        self.bad: dict[str, str] = dict(index["bad"])
+        self.sources: dict[str, str] = dict(index["sources"])
+        self._row = {cid: k for k, cid in enumerate(self.ids)}
+        self._open()
+
+    # -- building ---------------------------------------------------------------------------
+    def _read_valid_index(self, fp: str) -> dict | None:
+        """The index of an existing, complete cache matching ``fp``, else None."""
+        if not (self.path / COMPLETE_MARKER).is_file():
+            return None
+        try:
+            index = json.loads((self.path / INDEX_FILE).read_text())
+            size = (self.path / DATA_FILE).stat().st_size
+        except (OSError, ValueError):
+            return None
+        if index.get("version") != FORMAT_VERSION or index.get("fingerprint") != fp:
+            return None
+        if size != 4 * N_ROWS * int(sum(index["lengths"])):
+            return None
+        return index
+
+    def _build(self, files: dict[str, Path], fp: str, *, progress: bool) -> None:
+        final = self.path
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(final)
+        tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        log.info("building the clip cache of %s in %s (once; later reads are memory-mapped)",
+                 self.source, final)
+        ids: list[str] = []
+        offsets: list[int] = []
+        lengths: list[int] = []
+        bad: dict[str, str] = {}
+        sources: dict[str, str] = {}
+        offset = 0
+        try:
+            with open(tmp / DATA_FILE, "wb") as fh:
+                order = sorted(files)
+                for cid in tqdm(order, desc=f"caching {self.source.parent.name}/"
+                                f"{self.source.name}", unit="clip", disable=not progress or None):
+                    try:
+                        a = load_array(files[cid])  # (140, T) float32
+                    except DataError as err:
+                        bad[cid] = str(err)
+                        sources[cid] = files[cid].name
+                        log.warning("not cached: %s", err)
+                        continue
+                    fh.write(np.ascontiguousarray(a.T).tobytes())  # (T, 140) time-major
+                    ids.append(cid)
+                    offsets.append(offset)
+                    lengths.append(a.shape[1])
+                    sources[cid] = files[cid].name
+                    offset += a.shape[1]
+                fh.flush()
+                os.fsync(fh.fileno())
+            index = {"version": FORMAT_VERSION, "fingerprint": fp, "source": str(self.source),
+                     "n_rows": N_ROWS, "ids": ids, "offsets": offsets, "lengths": lengths,
+                     "bad": bad, "sources": sources}
+            (tmp / INDEX_FILE).write_text(json.dumps(index))
+            (tmp / COMPLETE_MARKER).write_text("ok\n")  # last: the build is complete
+            self._replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    @staticmethod
+    def _replace(tmp: Path, final: Path) -> None:
+        """Move the finished build into place (atomically; an old cache is removed first)."""
+        if final.exists():
+            trash = final.parent / f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            try:
+                os.rename(final, trash)
+            except FileNotFoundError:
+                trash = None
+            if trash is not None:
+                shutil.rmtree(trash, ignore_errors=True)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            # another process finished the same build first: keep its copy
+            log.debug("cache %s was built concurrently; using that one", final)
+
+    # -- reading ----------------------------------------------------------------------------
+    def _open(self) -> None:
+        total = int(self.lengths.sum())
+        self._fh = None
+        self._mm = None
+        if total == 0:
+            self._data = np.zeros((0, N_ROWS), dtype=np.float32)
+            return
+        self._fh = open(self.path / DATA_FILE, "rb")
+        self._mm = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
+        self._data = np.frombuffer(self._mm, dtype=np.float32).reshape(total, N_ROWS)
+
+    def close(self) -> None:
+        """Release the memory map (the store cannot be read afterwards)."""
+        self._data = np.zeros((0, N_ROWS), dtype=np.float32)
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, cid: object) -> bool:
+        return cid in self._row
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for key in ("_fh", "_mm", "_data"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._open()
+
+    def get(self, cid: str, *, rows: slice | None = None) -> np.ndarray:
+        """One clip, time-major, as an in-memory copy.
+
+        Parameters
+        ----------
+        cid : str
+            Clip id.
+        rows : slice, optional
+            Feature rows to keep (e.g. ``arrays.VIEW_ROWS["mel"]``); default all 140.
+
+        Returns
+        -------
+        np.ndarray [shape=(T, F), dtype=float32]
+        """
+        if cid not in self._row:
+            if cid in self.bad:
+                path = str(self.source / self.sources.get(cid, cid))
+                message = self.bad[cid].removeprefix(f"{path}: ")
+                raise DataError(message, path=path)
+            raise KeyError(f"clip {cid!r} is not in the cache of {self.source}")
+        k = self._row[cid]
+        start, stop = int(self.offsets[k]), int(self.offsets[k] + self.lengths[k])
+        block = self._data[start:stop]  # (T, 140) view of the map
+        out = np.array(block if rows is None else block[:, rows], dtype=np.float32)
+        self._release(start, stop)
+        return out
+
+    def _release(self, start: int, stop: int) -> None:
+        """Drop the mapped pages of a clip from this process (the OS page cache keeps them),
+        so reading an epoch does not grow the resident memory by the whole store."""
+        if self._mm is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        row_bytes = 4 * N_ROWS
+        first = (start * row_bytes + _PAGE - 1) // _PAGE * _PAGE
+        last = stop * row_bytes // _PAGE * _PAGE
+        if last > first:
+            self._mm.madvise(mmap.MADV_DONTNEED, first, last - first)

@@ -1,0 +1,530 @@
+"""Features from audio, computed exactly as the Kaggle dataset's clips were made.
+
+The dataset's recipe (librosa defaults): load at ``sr=22050`` (mono); log-mel spectrogram with
+``n_fft=2048``, ``hop_length=512``, ``n_mels=128``, power 2, in dB relative to the clip's
+maximum (``power_to_db(ref=np.max)``, values in [-80, 0]); 12-bin chromagram from the
+constant-Q transform (``chroma_cqt``, hop 512, values in [0, 1]); fused = mel rows over chroma
+rows, shape (140, T). The beat-synchronous version separates harmonic and percussive parts
+(HPSS), tracks beats on the percussive part and takes the median of the frames between beats
+(``librosa.util.sync(..., aggregate=np.median)``).
+
+:func:`extract` computes every transform once: one STFT serves the mel spectrogram, the
+tuning estimate of the CQT and the HPSS; only the percussive part is inverted.
+
+No-beat rule: when beat tracking finds fewer than ``min_beats`` beats (e.g. a steady tone),
+the clip is cut into fixed segments of one beat at ``fallback_bpm`` (120 BPM: every
+``60 / 120 * 22050 / 512 ~= 21.5`` frames, boundaries rounded to whole frames); the fallback
+is logged and reported as ``info["beat_fallback"]``.
+
+Length rules (applied by :func:`apply_length_rule`, used when building datasets):
+``"crop"`` cuts clips longer than ``clip_seconds`` to their central ``clip_seconds`` and keeps
+shorter ones as they are; ``"pad"`` also zero-pads shorter ones at the end to
+``clip_seconds``; ``"keep"`` keeps every clip at its full length. Whatever the rule, audio
+shorter than ``min_seconds`` (default 5 s) is rejected as too short.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import audioread.exceptions
+import librosa
+import numpy as np
+
+from musicaffect.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+#: accepted values of ``FeatureParams.length_rule``
+LENGTH_RULES: tuple[str, ...] = ("crop", "pad", "keep")
+
+#: bins per octave of the CQT behind ``chroma_cqt`` (librosa's default)
+_CQT_BINS_PER_OCTAVE = 36
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    """Every parameter that decides the features; written as JSON next to any output.
+
+    The defaults are the dataset's. ``clip_seconds`` and ``length_rule`` are used when
+    building datasets (:func:`apply_length_rule`); ``min_seconds`` and ``silence_threshold``
+    (peak absolute amplitude, 1e-4 = -80 dBFS) decide which audio is rejected.
+    """
+
+    sr: int = 22050
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    n_chroma: int = 12
+    power: float = 2.0
+    top_db: float = 80.0
+    fallback_bpm: float = 120.0
+    min_beats: int = 2
+    min_seconds: float = 5.0
+    silence_threshold: float = 1e-4
+    clip_seconds: float = 30.0
+    length_rule: str = "crop"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.length_rule not in LENGTH_RULES:
+            raise ConfigError(f"unknown length rule {self.length_rule!r}: use one of "
+                              f"{', '.join(LENGTH_RULES)}")
+        for name in ("sr", "n_fft", "hop_length", "n_mels", "fallback_bpm", "clip_seconds"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"feature parameter {name} must be > 0, "
+                                  f"got {getattr(self, name)!r}")
+        if self.min_seconds > self.clip_seconds:
+            raise ConfigError(f"min_seconds ({self.min_seconds}) is longer than clip_seconds "
+                              f"({self.clip_seconds}): lower min_seconds")
+
+    @property
+    def n_features(self) -> int:
+        """Rows of the fused array: ``n_mels + n_chroma`` (140)."""
+        return self.n_mels + self.n_chroma
+
+    def to_dict(self) -> dict[str, Any]:
+        """The parameters as a plain dict (JSON-ready)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureParams:
+        """Rebuild from :meth:`to_dict` output; extra keys (e.g. ``"librosa"``) are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write the parameters, the rules and the librosa version as JSON (atomically)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {**self.to_dict(), "librosa": librosa.__version__, "rules": _rules_text(self)}
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> FeatureParams:
+        """Read a file written by :meth:`write`; raises DataError if it is unreadable."""
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise DataError(f"cannot read feature parameters ({err}): delete the file to "
+                            "rebuild from scratch", path=path) from err
+        if not isinstance(doc, dict):
+            raise DataError("feature parameters are not a JSON object: delete the file to "
+                            "rebuild from scratch", path=path)
+        return cls.from_dict(doc)
+
+
+def _rules_text(params: FeatureParams) -> dict[str, str]:
+    frames = 60.0 / params.fallback_bpm * params.sr / params.hop_length
+    length = {
+        "crop": f"clips longer than {params.clip_seconds:g} s are cut to their central "
+                f"{params.clip_seconds:g} s; shorter clips are kept as they are",
+        "pad": f"clips longer than {params.clip_seconds:g} s are cut to their central "
+               f"{params.clip_seconds:g} s; shorter clips are zero-padded at the end",
+        "keep": "every clip is kept at its full length",
+    }[params.length_rule]
+    return {
+        "length": f"{length}; audio shorter than {params.min_seconds:g} s is rejected",
+        "silence": f"audio whose peak absolute amplitude is below {params.silence_threshold:g} "
+                   "is rejected as silent",
+        "no_beats": f"when fewer than {params.min_beats} beats are found, the beat-synchronous "
+                    f"version uses fixed segments of one beat at {params.fallback_bpm:g} BPM "
+                    f"(every {frames:.2f} frames)",
+        "mel": "power spectrogram (power 2) -> mel filterbank -> power_to_db(ref=np.max, "
+               f"top_db={params.top_db:g})",
+        "chroma": "librosa.feature.chroma_cqt (CQT magnitude, 36 bins per octave, 7 octaves "
+                  "from C1, infinity-norm per frame)",
+        "beat": "HPSS of the STFT, beat_track on the percussive signal, "
+                "librosa.util.sync(fused, beats, aggregate=np.median)",
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# loading and checking
+
+
+def load_audio(path: str | os.PathLike, *, sr: int = 22050, duration: float | None = None,
+               offset: float = 0.0) -> tuple[np.ndarray, int]:
+    """Load an audio file as a mono signal at ``sr``.
+
+    Any format soundfile reads (wav, flac, ogg, mp3 with libsndfile >= 1.1) or, failing that,
+    audioread (needs ffmpeg or GStreamer).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    sr : int > 0
+        Target sampling rate; the signal is resampled (soxr_hq) when the file differs.
+    duration : float or None
+        Seconds to read (None: to the end).
+    offset : float
+        Seconds to skip at the start.
+
+    Returns
+    -------
+    y : np.ndarray [shape=(n,), dtype=float32]
+    sr : int
+
+    Raises
+    ------
+    DataError
+        The file does not exist, cannot be decoded, or holds no samples.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("audio file does not exist: check the path", path=path)
+    try:
+        with warnings.catch_warnings():
+            # librosa warns before falling back to audioread; a failure is reported below
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            y, sr_out = librosa.load(path, sr=sr, mono=True, offset=offset, duration=duration)
+    except (RuntimeError, OSError, EOFError, ValueError, MemoryError,
+            audioread.exceptions.DecodeError) as err:
+        raise DataError(f"cannot decode audio ({type(err).__name__}: {err}): the file is "
+                        "corrupt or in a format neither libsndfile nor ffmpeg reads; convert "
+                        "it to wav/flac or remove it", path=path) from err
+    if y.size == 0:
+        raise DataError("audio file holds no samples (zero length): remove it", path=path)
+    return y.astype(np.float32, copy=False), int(sr_out)
+
+
+def check_audio(y: np.ndarray, *, sr: int, params: FeatureParams | None = None,
+                path: str | os.PathLike | None = None) -> None:
+    """Reject audio that cannot give meaningful features.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+    sr : int
+    params : FeatureParams, optional
+        ``min_seconds`` and ``silence_threshold`` are used.
+    path : str or os.PathLike, optional
+        Named in the error message.
+
+    Raises
+    ------
+    DataError
+        Empty, not 1-D, non-finite, silent (peak below ``silence_threshold``) or shorter
+        than ``min_seconds``.
+    """
+    params = params or FeatureParams()
+    name = path if path is not None else "<audio array>"
+    if y.ndim != 1:
+        raise DataError(f"audio has shape {y.shape}, expected a mono signal (n,)", path=name)
+    if y.size == 0:
+        raise DataError("audio holds no samples (zero length): remove it", path=name)
+    if not np.all(np.isfinite(y)):
+        raise DataError("audio holds NaN or infinite samples: re-encode or remove it",
+                        path=name)
+    peak = float(np.max(np.abs(y)))
+    if peak < params.silence_threshold:
+        raise DataError(f"audio is silent (peak amplitude {peak:.2g} < "
+                        f"{params.silence_threshold:g}): remove it", path=name)
+    seconds = y.size / sr
+    if seconds < params.min_seconds:
+        raise DataError(f"audio is too short ({seconds:.2f} s < {params.min_seconds:g} s "
+                        "minimum): remove it or lower min_seconds", path=name)
+
+
+def apply_length_rule(y: np.ndarray, *, sr: int, clip_seconds: float = 30.0,
+                      rule: str = "crop") -> np.ndarray:
+    """Bring a signal to the dataset's clip length by a stated rule.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+    sr : int
+    clip_seconds : float
+    rule : {"crop", "pad", "keep"}
+        ``"crop"``: longer signals are cut to their central ``clip_seconds``, shorter ones
+        kept; ``"pad"``: the same, and shorter ones zero-padded at the end; ``"keep"``:
+        unchanged.
+
+    Returns
+    -------
+    y : np.ndarray [shape=(m,)]
+    """
+    if rule not in LENGTH_RULES:
+        raise ConfigError(f"unknown length rule {rule!r}: use one of {', '.join(LENGTH_RULES)}")
+    if rule == "keep":
+        return y
+    n = int(round(clip_seconds * sr))
+    if y.size > n:
+        start = (y.size - n) // 2
+        return y[start:start + n]
+    if rule == "pad" and y.size < n:
+        return np.pad(y, (0, n - y.size))
+    return y
+
+
+# ---------------------------------------------------------------------------------------
+# single transforms (each callable alone, with librosa's vocabulary)
+
+
+def mel_db(y: np.ndarray | None = None, *, sr: int = 22050, S: np.ndarray | None = None,
+           n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128,
+           top_db: float = 80.0) -> np.ndarray:
+    """Log-mel spectrogram in dB relative to the clip's maximum.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)] or None
+    sr : int
+    S : np.ndarray [shape=(1 + n_fft // 2, t)] or None
+        Power spectrogram ``|STFT|**2``, used instead of ``y`` when given.
+    n_fft, hop_length, n_mels : int
+    top_db : float
+        Floor below the maximum (dB).
+
+    Returns
+    -------
+    M : np.ndarray [shape=(n_mels, t), dtype=float32]
+        Values in [-top_db, 0], maximum 0.
+    """
+    mel = librosa.feature.melspectrogram(y=y, sr=sr, S=S, n_fft=n_fft, hop_length=hop_length,
+                                         n_mels=n_mels, power=2.0)
+    return librosa.power_to_db(mel, ref=np.max, top_db=top_db).astype(np.float32, copy=False)
+
+
+def chroma(y: np.ndarray, *, sr: int = 22050, hop_length: int = 512,
+           n_chroma: int = 12, tuning: float | None = None) -> np.ndarray:
+    """Chromagram from the constant-Q transform (``librosa.feature.chroma_cqt``).
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+    sr, hop_length, n_chroma : int
+    tuning : float or None
+        Deviation from A440 in fractions of a CQT bin; estimated from ``y`` when None.
+
+    Returns
+    -------
+    C : np.ndarray [shape=(n_chroma, t), dtype=float32]
+        Values in [0, 1], each frame's maximum 1 (0 for silent frames).
+    """
+    c = librosa.feature.chroma_cqt(y=y, sr=sr, hop_length=hop_length, n_chroma=n_chroma,
+                                   tuning=tuning)
+    return c.astype(np.float32, copy=False)
+
+
+def stack(M: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """Fuse mel rows over chroma rows, trimming both to the shorter length.
+
+    Parameters
+    ----------
+    M : np.ndarray [shape=(n_mels, t1)]
+    C : np.ndarray [shape=(n_chroma, t2)]
+
+    Returns
+    -------
+    X : np.ndarray [shape=(n_mels + n_chroma, min(t1, t2)), dtype=float32]
+    """
+    t = min(M.shape[1], C.shape[1])
+    return np.concatenate([M[:, :t], C[:, :t]], axis=0).astype(np.float32, copy=False)
+
+
+def fused(y: np.ndarray, *, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512,
+          n_mels: int = 128, n_chroma: int = 12) -> np.ndarray:
+    """The dataset's fused features: log-mel rows over chroma rows (one shared STFT).
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+    sr, n_fft, hop_length, n_mels, n_chroma : int
+
+    Returns
+    -------
+    X : np.ndarray [shape=(n_mels + n_chroma, t), dtype=float32]
+    """
+    D = _stft(y, n_fft=n_fft, hop_length=hop_length)
+    return _fused_from_stft(y, D, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
+                            n_chroma=n_chroma, top_db=80.0)
+
+
+def percussive_beats(y: np.ndarray, *, sr: int = 22050, n_fft: int = 2048,
+                     hop_length: int = 512, D: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, float]:
+    """Beat frames tracked on the percussive part of ``y`` (HPSS, then ``beat_track``).
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+    sr, n_fft, hop_length : int
+    D : np.ndarray [shape=(1 + n_fft // 2, t), dtype=complex] or None
+        STFT of ``y`` (computed when None); HPSS reuses it.
+
+    Returns
+    -------
+    beats : np.ndarray [shape=(n_beats,), dtype=int]
+        Frame indices (may be empty).
+    tempo : float
+        Estimated tempo in BPM (0 when none was found).
+    """
+    if D is None:
+        D = _stft(y, n_fft=n_fft, hop_length=hop_length)
+    _, D_perc = librosa.decompose.hpss(D)
+    y_perc = librosa.istft(D_perc, n_fft=n_fft, hop_length=hop_length, dtype=y.dtype,
+                           length=y.shape[-1])
+    tempo, beats = librosa.beat.beat_track(y=y_perc, sr=sr, hop_length=hop_length)
+    return np.asarray(beats, dtype=int), float(np.atleast_1d(tempo)[0])
+
+
+def fallback_beats(n_frames: int, *, sr: int = 22050, hop_length: int = 512,
+                   bpm: float = 120.0) -> np.ndarray:
+    """Fixed beat frames at ``bpm`` (the no-beat rule): ``round(k * 60 / bpm * sr / hop)``.
+
+    Returns
+    -------
+    beats : np.ndarray [shape=(n_beats,), dtype=int]
+        Frames strictly inside (0, n_frames).
+    """
+    step = 60.0 / bpm * sr / hop_length
+    return np.unique(np.round(np.arange(step, n_frames, step)).astype(int))
+
+
+def beat_sync(features: np.ndarray, y: np.ndarray, *, sr: int = 22050, n_fft: int = 2048,
+              hop_length: int = 512, fallback_bpm: float = 120.0, min_beats: int = 2,
+              beats: np.ndarray | None = None) -> np.ndarray:
+    """Median of the feature frames between beats (the dataset's beat-synchronous version).
+
+    Parameters
+    ----------
+    features : np.ndarray [shape=(F, t)]
+    y : np.ndarray [shape=(n,)]
+        The audio the features were computed from (for beat tracking).
+    sr, n_fft, hop_length : int
+    fallback_bpm : float
+        Tempo of the fixed segments used when fewer than ``min_beats`` beats are found
+        (logged as a warning; :func:`extract` reports it in ``info["beat_fallback"]``).
+    min_beats : int
+    beats : np.ndarray or None
+        Beat frames to use instead of tracking them.
+
+    Returns
+    -------
+    B : np.ndarray [shape=(F, n_segments)]
+        ``n_segments`` is the number of beats + 1 (segments before the first and after the
+        last beat), fewer when a beat falls on frame 0 or at the end.
+    """
+    if beats is None:
+        beats, _ = percussive_beats(y, sr=sr, n_fft=n_fft, hop_length=hop_length)
+    if len(beats) < min_beats:
+        log.warning("only %d beats found: using fixed segments at %g BPM", len(beats),
+                    fallback_bpm)
+        beats = fallback_beats(features.shape[1], sr=sr, hop_length=hop_length,
+                               bpm=fallback_bpm)
+    return librosa.util.sync(features, beats, aggregate=np.median)
+
+
+# ---------------------------------------------------------------------------------------
+# everything at once
+
+
+def extract(y: np.ndarray, *, sr: int, params: FeatureParams | None = None,
+            path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """All of a clip's features, each transform computed once.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono audio at ``params.sr`` (load it with :func:`load_audio`).
+    sr : int
+        Must equal ``params.sr``.
+    params : FeatureParams, optional
+        The dataset's parameters by default.
+    path : str or os.PathLike, optional
+        Named in error messages.
+
+    Returns
+    -------
+    out : dict
+        ``"full"``: np.ndarray [shape=(n_mels + n_chroma, t), dtype=float32];
+        ``"beat"``: np.ndarray [shape=(n_mels + n_chroma, b), dtype=float32];
+        ``"info"``: dict with ``seconds``, ``n_frames``, ``n_beats``, ``tempo``,
+        ``beat_fallback`` (True when the no-beat rule was used).
+
+    Raises
+    ------
+    DataError
+        Silent, empty, non-finite or too-short audio (see :func:`check_audio`).
+    """
+    params = params or FeatureParams()
+    if sr != params.sr:
+        raise ConfigError(f"audio is at {sr} Hz but the features need {params.sr} Hz: "
+                          f"load it with load_audio(path, sr={params.sr})")
+    check_audio(y, sr=sr, params=params, path=path)
+    y = y.astype(np.float32, copy=False)
+    D = _stft(y, n_fft=params.n_fft, hop_length=params.hop_length)  # (1 + n_fft/2, t)
+    full = _fused_from_stft(y, D, sr=sr, n_fft=params.n_fft, hop_length=params.hop_length,
+                            n_mels=params.n_mels, n_chroma=params.n_chroma,
+                            top_db=params.top_db)  # (140, t)
+    beats, tempo = percussive_beats(y, sr=sr, n_fft=params.n_fft,
+                                    hop_length=params.hop_length, D=D)
+    fallback = len(beats) < params.min_beats
+    if fallback:
+        log.warning("%s: only %d beats found: beat-synchronous features use fixed segments "
+                    "at %g BPM", path or "audio", len(beats), params.fallback_bpm)
+        beats = fallback_beats(full.shape[1], sr=sr, hop_length=params.hop_length,
+                               bpm=params.fallback_bpm)
+    beat = librosa.util.sync(full, beats, aggregate=np.median)  # (140, n_segments)
+    dtype = np.dtype(params.dtype)
+    info = {"seconds": y.size / sr, "n_frames": int(full.shape[1]),
+            "n_beats": int(len(beats)), "tempo": tempo, "beat_fallback": bool(fallback)}
+    return {"full": full.astype(dtype, copy=False), "beat": beat.astype(dtype, copy=False),
+            "info": info}
+
+
+def extract_file(path: str | os.PathLike, *, params: FeatureParams | None = None,
+                 apply_length: bool = True) -> dict[str, Any]:
+    """Load an audio file, apply the length rule and :func:`extract` its features.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    params : FeatureParams, optional
+    apply_length : bool
+        Apply ``params.length_rule`` (False: use the whole file, e.g. for prediction).
+
+    Returns
+    -------
+    out : dict
+        As :func:`extract`; ``info`` also holds ``source_seconds`` (before the length rule).
+    """
+    params = params or FeatureParams()
+    y, sr = load_audio(path, sr=params.sr)
+    source_seconds = y.size / sr
+    check_audio(y, sr=sr, params=params, path=path)
+    if apply_length:
+        y = apply_length_rule(y, sr=sr, clip_seconds=params.clip_seconds,
+                              rule=params.length_rule)
+    out = extract(y, sr=sr, params=params, path=path)
+    out["info"]["source_seconds"] = source_seconds
+    return out
+
+
+def _stft(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
+    """Complex STFT as librosa's feature functions compute it (hann, centred, zero pad)."""
+    return librosa.stft(y, n_fft=n_fft, hop_length=hop_length)
+
+
+def _fused_from_stft(y: np.ndarray, D: np.ndarray, *, sr: int, n_fft: int, hop_length: int,
+                     n_mels: int, n_chroma: int, top_db: float) -> np.ndarray:
+    mag = np.abs(D)  # (1 + n_fft/2, t)
+    M = mel_db(S=mag**2, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
+               top_db=top_db)  # (n_mels, t)
+    # chroma_cqt would estimate the tuning from its own STFT of y: reuse this one instead
+    tuning = librosa.estimate_tuning(S=mag, sr=sr, n_fft=n_fft,
+                                     bins_per_octave=_CQT_BINS_PER_OCTAVE)
+    C = chroma(y, sr=sr, hop_length=hop_length, n_chroma=n_chroma, tuning=tuning)  # (12, t)
+    return stack(M, C)

@@ -1,0 +1,230 @@
+"""The model registry: backbone names -> (backbone class, typed dataclass config).
+
+A backbone registers itself with :func:`register_backbone`; :func:`build_model` validates the
+user's parameters against the backbone's config dataclass, builds the backbone and wraps it
+with task heads in a :class:`~musicaffect.models.base.MusicModel`.
+
+Besides the backbone's own fields, ``params`` accepts the wrapper's options
+(:data:`WRAPPER_PARAMS`): ``head_dropout`` (dropout on the embedding before the heads).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from torch import nn
+
+from musicaffect.errors import ConfigError
+
+#: name -> (backbone class, config dataclass)
+_BACKBONES: dict[str, tuple[type[nn.Module], type]] = {}
+
+#: options of the MusicModel wrapper accepted in ``params`` next to the backbone's, with defaults
+WRAPPER_PARAMS: dict[str, float] = {"head_dropout": 0.0}
+
+
+def register_backbone(name: str, config_cls: type) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator that adds a backbone to the registry.
+
+    The backbone class is built as ``cls(n_features=F, config=config_cls(**params))`` and must
+    map ``(x: (B, T, F), lengths: (B,))`` to an embedding ``(B, D)`` with ``D = self.out_dim``.
+
+    Parameters
+    ----------
+    name : str
+        Registry key (``"lstm"``, ``"cnn"`` ...), used in configs and checkpoints.
+    config_cls : type
+        A dataclass whose typed fields (all with defaults) are the backbone's options.
+    """
+    if not dataclasses.is_dataclass(config_cls):
+        raise TypeError(f"config of backbone {name!r} must be a dataclass")
+
+    def decorate(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in _BACKBONES and _BACKBONES[name][0] is not cls:
+            raise ValueError(f"backbone name {name!r} is already registered")
+        cls.registry_name = name
+        cls.config_cls = config_cls
+        _BACKBONES[name] = (cls, config_cls)
+        return cls
+
+    return decorate
+
+
+def available_models() -> list[str]:
+    """Names of the registered backbones, sorted."""
+    return sorted(_BACKBONES)
+
+
+def _lookup(name: str) -> tuple[type[nn.Module], type]:
+    if not isinstance(name, str) or name not in _BACKBONES:
+        raise ConfigError(f"unknown model {name!r}; available models: "
+                          f"{', '.join(available_models())}")
+    return _BACKBONES[name]
+
+
+def model_defaults(name: str) -> dict[str, Any]:
+    """Default parameters of a registered model (backbone fields + wrapper options)."""
+    _, config_cls = _lookup(name)
+    defaults = _to_plain(dataclasses.asdict(config_cls()))
+    defaults.update(WRAPPER_PARAMS)
+    return defaults
+
+
+def _to_plain(value: Any) -> Any:
+    """Tuples -> lists recursively, so params are YAML/JSON and ``weights_only`` friendly."""
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against a field annotation and return it in canonical form."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} does not have type {_type_name(annotation)}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} items, got {value!r}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return int(value)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"{where}: unsupported config field type {annotation!r}")
+
+
+def parse_config(name: str, params: Mapping[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    """Validate ``params`` for model ``name``.
+
+    Returns
+    -------
+    config : dataclass instance
+        The backbone's config (defaults filled in).
+    wrapper : dict
+        The wrapper options (:data:`WRAPPER_PARAMS`, defaults filled in).
+
+    Raises
+    ------
+    ConfigError
+        Unknown model, unknown key (the message lists the allowed keys), wrong type or an
+        invalid value.
+    """
+    _, config_cls = _lookup(name)
+    params = dict(params or {})
+    hints = typing.get_type_hints(config_cls)
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    allowed = sorted(fields | set(WRAPPER_PARAMS))
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ConfigError(f"model {name!r}: unknown parameter {unknown[0]!r}; allowed "
+                          f"parameters: {', '.join(allowed)}")
+    values = {k: _coerce(v, hints[k], f"model {name!r} parameter {k!r}")
+              for k, v in params.items() if k in fields}
+    wrapper = dict(WRAPPER_PARAMS)
+    for key in WRAPPER_PARAMS:
+        if key in params:
+            wrapper[key] = _coerce(params[key], float, f"model {name!r} parameter {key!r}")
+    if not 0.0 <= wrapper["head_dropout"] < 1.0:
+        raise ConfigError(f"model {name!r} parameter 'head_dropout': must be in [0, 1), "
+                          f"got {wrapper['head_dropout']}")
+    try:
+        config = config_cls(**values)
+    except ValueError as err:
+        raise ConfigError(f"model {name!r}: {err}") from err
+    return config, wrapper
+
+
+def _check_tasks(tasks: Mapping[str, int]) -> dict[str, int]:
+    if not isinstance(tasks, Mapping) or not tasks:
+        raise ConfigError(f"tasks must map task names to output sizes, got {tasks!r}")
+    out = {}
+    for task, size in tasks.items():
+        if not isinstance(task, str) or task == "embedding":
+            raise ConfigError(f"invalid task name {task!r} (a string other than 'embedding')")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"task {task!r}: output size must be a positive integer "
+                              f"(classes, or 1 for regression), got {size!r}")
+        out[task] = int(size)
+    return out
+
+
+def build_backbone(name: str, params: Mapping[str, Any] | None, n_features: int) -> nn.Module:
+    """Build only the backbone of a registered model (wrapper options are ignored)."""
+    cls, _ = _lookup(name)
+    config, _ = parse_config(name, params)
+    if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
+        raise ConfigError(f"n_features must be a positive integer, got {n_features!r}")
+    return cls(n_features=n_features, config=config)
+
+
+def build_model(name: str, params: Mapping[str, Any] | None, n_features: int,
+                tasks: Mapping[str, int]):
+    """Build a registered model with one head per task.
+
+    Parameters
+    ----------
+    name : str
+        Registered backbone (see :func:`available_models`).
+    params : dict or None
+        Backbone options (fields of its config dataclass) and wrapper options
+        (``head_dropout``); missing keys take their defaults.
+    n_features : int
+        Feature size ``F`` of the input (128 mel, 12 chroma, 140 fused).
+    tasks : dict[str, int]
+        Task -> output size (``{"genre": 10}``, ``{"valence": 1}``, ...).
+
+    Returns
+    -------
+    MusicModel
+        ``build_model(**model.model_args())`` rebuilds the same architecture.
+
+    Raises
+    ------
+    ConfigError
+        Unknown model or parameter, wrong type or value, invalid tasks.
+    """
+    from musicaffect.models.base import MusicModel
+
+    backbone = build_backbone(name, params, n_features)
+    _, wrapper = parse_config(name, params)
+    return MusicModel(backbone, _check_tasks(tasks), head_dropout=wrapper["head_dropout"])

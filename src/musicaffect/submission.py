@@ -1,0 +1,127 @@
+"""Lab step 11: the Kaggle submission for the unlabelled multitask test split.
+
+The CSV has the header ``Id.fused.full.npy.gz,valence,energy,danceability`` and one row per
+test clip, ``<id>.fused.full.npy.gz,<v>,<e>,<d>`` (the competition's id form, whatever the
+file name on disk). The score is the mean over the three axes of Spearman's rho over the
+whole test set, so only the order of the predictions matters.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from musicaffect.config import config_from_dict
+from musicaffect.data.labels import TARGETS
+from musicaffect.errors import CheckpointError, DataError
+
+log = logging.getLogger(__name__)
+
+HEADER = ["Id.fused.full.npy.gz", *TARGETS]
+
+
+def predict_test(runs: list[str | Path], data_root: str | Path, *, batch_size: int = 32,
+                 device: str | None = None) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Predict every multitask test clip with one multitask model or single-target models.
+
+    Returns ``(ids, {target: (N,)})``; every target must be covered by exactly one run.
+    """
+    from musicaffect.data.dataset import SpectrogramDataset
+    from musicaffect.training.checkpoint import load_model
+    from musicaffect.training.engine import make_loader, predict_outputs
+    from musicaffect.training.losses import predict_transform
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    preds: dict[str, np.ndarray] = {}
+    ids: list[str] | None = None
+    for run in runs:
+        model, ckpt = load_model(run)
+        cfg = config_from_dict(ckpt["config"])
+        targets = [t for t in ckpt["model"]["tasks"] if t in TARGETS]
+        if not targets:
+            raise CheckpointError(f"{ckpt['path']}: a genre model cannot make an affect "
+                                  "submission; give a multitask or regression run")
+        ds = SpectrogramDataset(data_root, dataset="multitask", rate=cfg.data.rate,
+                                split="test", view=cfg.data.view, tasks=(),
+                                cache_dir=cfg.data.cache_dir, use_cache=cfg.data.use_cache,
+                                skip_bad=cfg.data.skip_bad)
+        res = predict_outputs(model.to(dev), make_loader(ds, None, batch_size=batch_size,
+                                                         max_length=cfg.data.max_length),
+                              device=dev)
+        order = np.argsort(res["ids"], kind="stable")
+        run_ids = [res["ids"][i] for i in order]
+        if ids is None:
+            ids = run_ids
+        elif run_ids != ids:
+            raise DataError("the runs saw different test clips; use one data root",
+                            path=data_root)
+        for t in targets:
+            if t in preds:
+                raise CheckpointError(f"{ckpt['path']}: target {t} is predicted by two runs; "
+                                      "give each target once")
+            preds[t] = np.asarray(predict_transform(t, torch.as_tensor(res[f"out:{t}"]),
+                                                    cfg.loss.bounded))[order]
+    missing = [t for t in TARGETS if t not in preds]
+    if missing:
+        raise CheckpointError(f"no run predicts {', '.join(missing)}; give a multitask run or "
+                              "one run per target")
+    return ids or [], preds
+
+
+def write_submission(ids: list[str], preds: dict[str, np.ndarray], path: str | Path) -> Path:
+    """Write the CSV atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        for i, clip in enumerate(ids):
+            w.writerow([f"{clip}.fused.full.npy.gz",
+                        *(f"{float(preds[t][i]):.6f}" for t in TARGETS)])
+    tmp.replace(path)
+    return path
+
+
+def check_submission(path: str | Path, expected_ids: list[str]) -> None:
+    """Raise :class:`DataError` unless the file has the exact header, every expected clip
+    exactly once and finite values."""
+    path = Path(path)
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or rows[0] != HEADER:
+        raise DataError(f"header must be {','.join(HEADER)}", path=path, line=1)
+    seen: set[str] = set()
+    for n, row in enumerate(rows[1:], start=2):
+        if len(row) != 4:
+            raise DataError(f"expected 4 columns, got {len(row)}", path=path, line=n)
+        clip = row[0].split(".", 1)[0]
+        if not row[0].endswith(".fused.full.npy.gz"):
+            raise DataError(f"id {row[0]!r} must end with .fused.full.npy.gz", path=path, line=n)
+        if clip in seen:
+            raise DataError(f"clip {clip} appears twice", path=path, line=n)
+        seen.add(clip)
+        for v in row[1:]:
+            if not math.isfinite(float(v)):
+                raise DataError(f"value {v!r} is not finite", path=path, line=n)
+    missing = set(expected_ids) - seen
+    extra = seen - set(expected_ids)
+    if missing or extra:
+        raise DataError(f"{len(missing)} test clip(s) missing and {len(extra)} unknown "
+                        f"(e.g. {sorted(missing or extra)[:3]})", path=path)
+
+
+def submit(runs: list[str | Path], data_root: str | Path, out: str | Path, **kwargs) -> Path:
+    """Predict, write and check the submission; returns its path."""
+    ids, preds = predict_test(runs, data_root, **kwargs)
+    if not ids:
+        raise DataError("the multitask test split has no clips", path=data_root)
+    path = write_submission(ids, preds, out)
+    check_submission(path, ids)
+    log.info("wrote %s (%d clips)", path, len(ids))
+    return path

@@ -1,0 +1,341 @@
+"""The lab's experiments as suites of presets, each ending in a table next to LAB.md's numbers.
+
+- :func:`genre_suite` (lab steps 5-7): the report's four LSTM rows, the lab CNN, and
+  musicaffect's strongest recipe; accuracy and macro-F1 on the official test set.
+- :func:`affect_suite` (step 8): one model per target with the best LSTM and the CNN.
+- :func:`transfer_suite` (step 9): CNN regressors initialised from a genre CNN.
+- :func:`multitask_suite` (step 10): one backbone, three heads (fixed, learned weights).
+
+Finished runs are reused when the suite is rerun with the same configuration; an interrupted
+run is resumed from its ``last.pt``. Budgets shrink every preset for quick runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from musicaffect.config import RunConfig, load_config
+from musicaffect.data.labels import TARGETS
+from musicaffect.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: Budget name -> config overrides applied on top of every preset.
+BUDGETS: dict[str, dict] = {
+    # for tests: one short epoch of tiny models
+    "tiny": {"train": {"epochs": 1, "patience": 0, "max_batches_per_epoch": 2}},
+    # for the demo on the bundled sample data (minutes on 2 CPU cores)
+    "quick": {"train": {"epochs": 4, "patience": 0, "max_batches_per_epoch": 6}},
+    # the presets as written (the lab's 30 epochs, patience 5)
+    "standard": {},
+    # longer training for real data on a GPU
+    "full": {"train": {"epochs": 80, "patience": 12}},
+}
+
+#: Lab report rows: preset -> (label, features, reference accuracy, reference macro-F1)
+GENRE_SUITE: dict[str, tuple[str, str, float | None, float | None]] = {
+    "lstm-full-mel": ("LSTM", "full mel", 0.31, 0.23),
+    "lstm-beat-mel": ("LSTM", "beat mel", 0.37, 0.28),
+    "lstm-beat-chroma": ("LSTM", "beat chroma", 0.21, 0.09),
+    "lstm-beat-fused": ("LSTM", "beat fused", 0.33, 0.26),
+    "cnn-full-mel": ("CNN", "full mel", 0.31, 0.27),
+    "best-genre": ("musicaffect residual CNN", "full mel", 0.45, 0.39),
+}
+GENRE_REFERENCE_NOTE = ("reference = origin report (LSTM/CNN rows) and best public student CNN "
+                        "(musicaffect row), 575-clip real test set (LAB.md)")
+
+#: Affect references (LAB.md): label -> (V, E, D, mean)
+AFFECT_REFERENCE: dict[str, tuple[float, float, float, float]] = {
+    "LSTM (beat fused)": (0.25, 0.71, 0.46, 0.47),
+    "CNN (full fused)": (0.56, 0.71, 0.67, 0.65),
+    "CNN transfer from genre": (0.59, 0.79, 0.68, 0.69),
+    "CNN multitask": (0.67, 0.79, 0.77, 0.74),
+}
+
+
+@dataclass
+class SuiteResult:
+    """Rows of a suite's table plus where every run lives."""
+
+    title: str
+    rows: list[dict]
+    columns: list[str]
+    note: str = ""
+    runs: dict[str, str] = field(default_factory=dict)
+    synthetic: bool = False
+
+    def to_text(self) -> str:
+        return format_table(self.rows, self.columns, title=self.title, note=self.note)
+
+    def to_dict(self) -> dict:
+        return {"title": self.title, "rows": self.rows, "columns": self.columns,
+                "note": self.note, "runs": self.runs, "synthetic": self.synthetic}
+
+
+def format_table(rows: list[dict], columns: list[str], *, title: str = "", note: str = "") -> str:
+    """A plain-text table; floats with 3 decimals, missing values as '-'."""
+    def cell(v) -> str:
+        if v is None:
+            return "-"
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    cells = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c)
+              for i, c in enumerate(columns)]
+    lines = [title] if title else []
+    lines.append("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    if note:
+        lines.append(note)
+    return "\n".join(lines)
+
+
+def budget_overrides(budget: str) -> dict:
+    if budget not in BUDGETS:
+        raise ConfigError(f"unknown budget {budget!r}: choose one of {', '.join(BUDGETS)}")
+    return BUDGETS[budget]
+
+
+# --------------------------------------------------------------------------- running
+
+def run_experiment(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *,
+                   reuse: bool = True, progress: bool = True) -> Path:
+    """Train ``cfg`` into ``run_dir`` unless a finished run of the same config is there.
+
+    A finished run (``summary.json`` and an identical ``config.yaml``) is reused; a run with
+    ``last.pt`` but no summary is resumed; anything else is replaced.
+    """
+    from musicaffect.training.engine import fit
+
+    run_dir = Path(run_dir)
+    same = False
+    cfg_file = run_dir / "config.yaml"
+    if cfg_file.is_file():
+        same = yaml.safe_load(cfg_file.read_text()) == cfg.to_dict()
+    if reuse and same and (run_dir / "summary.json").is_file():
+        log.info("reusing finished run %s", run_dir)
+        return run_dir
+    resume = reuse and same and (run_dir / "checkpoints" / "last.pt").is_file()
+    log.info("%s run %s", "resuming" if resume else "training", run_dir)
+    fit(cfg, data_root, run_dir, resume=resume, overwrite=not resume, progress=progress)
+    return run_dir
+
+
+def _evaluate_cached(run_dir: Path, data_root, *, rate: str | None = None) -> dict:
+    """Evaluate a run once; the metrics file is reused while the checkpoint is unchanged."""
+    from musicaffect.evaluation.evaluate import evaluate
+
+    best = run_dir / "checkpoints" / "best.pt"
+    stamp = run_dir / "eval" / f"done-{rate or 'own'}.json"
+    if stamp.is_file():
+        saved = json.loads(stamp.read_text())
+        if saved.get("mtime") == best.stat().st_mtime:
+            return saved["result"]
+    result = evaluate(run_dir, data_root, rate=rate)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps({"mtime": best.stat().st_mtime, "result": result},
+                                default=float))
+    return result
+
+
+def _cfg(preset: str, budget: str, overrides: list[str] | None, extra: dict | None = None,
+         name: str | None = None) -> RunConfig:
+    merged = dict(budget_overrides(budget))
+    if extra:
+        from musicaffect.config import deep_merge
+        merged = deep_merge(merged, extra)
+    if name:
+        merged["name"] = name
+    return load_config(preset, overrides, extra=merged)
+
+
+def _is_synthetic(data_root) -> bool:
+    from musicaffect.data import is_synthetic
+    return bool(is_synthetic(data_root))
+
+
+# --------------------------------------------------------------------------- genre
+
+def genre_suite(data_root, out_dir, *, budget: str = "standard",
+                overrides: list[str] | None = None, presets: list[str] | None = None,
+                reuse: bool = True, progress: bool = True,
+                on_step: Callable[[str], None] | None = None) -> SuiteResult:
+    """Lab steps 5-7: train every genre preset, evaluate on the official test set."""
+    out_dir = Path(out_dir)
+    rows, runs = [], {}
+    for name in presets or list(GENRE_SUITE):
+        label, feats, ref_acc, ref_f1 = GENRE_SUITE.get(name, (name, "?", None, None))
+        if on_step:
+            on_step(f"genre: {name}")
+        cfg = _cfg(name, budget, overrides)
+        run = run_experiment(cfg, data_root, out_dir / name, reuse=reuse, progress=progress)
+        res = _evaluate_cached(run, data_root)["genre"]
+        runs[name] = str(run)
+        rows.append({"experiment": name, "model": label, "features": feats,
+                     "accuracy": float(res["accuracy"]),
+                     "macro_f1": float(res["macro avg"]["f1-score"]),
+                     "ref_accuracy": ref_acc, "ref_macro_f1": ref_f1})
+    synthetic = _is_synthetic(data_root)
+    note = GENRE_REFERENCE_NOTE + (" -- OUR NUMBERS ARE ON SYNTHETIC DATA, not comparable"
+                                   if synthetic else "")
+    result = SuiteResult("Genre classification (test set)", rows,
+                         ["experiment", "model", "features", "accuracy", "macro_f1",
+                          "ref_accuracy", "ref_macro_f1"], note, runs, synthetic)
+    _save(result, out_dir / "genre_table")
+    return result
+
+
+# --------------------------------------------------------------------------- affect
+
+def _affect_row(label: str, per_target: dict[str, float]) -> dict:
+    ref = AFFECT_REFERENCE.get(label)
+    row: dict = {"model": label}
+    for t in TARGETS:
+        row[t] = per_target.get(t)
+    vals = [per_target[t] for t in TARGETS if per_target.get(t) is not None]
+    row["mean"] = float(sum(vals) / len(vals)) if vals else None
+    row["ref_mean"] = ref[3] if ref else None
+    return row
+
+
+AFFECT_COLUMNS = ["model", *TARGETS, "mean", "ref_mean"]
+
+
+def _spearmans(run: Path, data_root) -> dict[str, float]:
+    reg = _evaluate_cached(run, data_root)["regression"]
+    return {t: float(reg[t]["spearman"]) for t in TARGETS if t in reg}
+
+
+def affect_suite(data_root, out_dir, *, budget: str = "standard",
+                 overrides: list[str] | None = None, reuse: bool = True,
+                 progress: bool = True, on_step: Callable[[str], None] | None = None,
+                 targets: list[str] | None = None) -> SuiteResult:
+    """Lab step 8: one regressor per target with the best LSTM recipe and the CNN."""
+    out_dir = Path(out_dir)
+    rows, runs = [], {}
+    for preset, label in (("affect-lstm-beat-fused", "LSTM (beat fused)"),
+                          ("affect-cnn-full-fused", "CNN (full fused)")):
+        per: dict[str, float] = {}
+        for t in targets or list(TARGETS):
+            if on_step:
+                on_step(f"affect: {preset} {t}")
+            name = f"{preset}-{t}"
+            cfg = _cfg(preset, budget, overrides, {"data": {"tasks": [t]}}, name=name)
+            run = run_experiment(cfg, data_root, out_dir / name, reuse=reuse, progress=progress)
+            runs[name] = str(run)
+            per.update(_spearmans(run, data_root))
+        rows.append(_affect_row(label, per))
+    return _affect_result("Affect regression, one model per target (Spearman, held-out)",
+                          rows, runs, data_root, out_dir / "affect_table")
+
+
+def _affect_result(title, rows, runs, data_root, path) -> SuiteResult:
+    synthetic = _is_synthetic(data_root)
+    note = ("ref_mean = best public student result of LAB.md (real data)"
+            + (" -- OUR NUMBERS ARE ON SYNTHETIC DATA, not comparable" if synthetic else ""))
+    result = SuiteResult(title, rows, AFFECT_COLUMNS, note, runs, synthetic)
+    _save(result, path)
+    return result
+
+
+def _genre_source(data_root, out_dir: Path, budget, overrides, reuse, progress,
+                  genre_run: str | Path | None, on_step) -> Path:
+    if genre_run:
+        return Path(genre_run)
+    if on_step:
+        on_step("transfer: genre CNN (cnn-full-fused)")
+    cfg = _cfg("cnn-full-fused", budget, overrides)
+    return run_experiment(cfg, data_root, out_dir / "cnn-full-fused", reuse=reuse,
+                          progress=progress)
+
+
+def transfer_suite(data_root, out_dir, *, budget: str = "standard",
+                   overrides: list[str] | None = None, reuse: bool = True,
+                   progress: bool = True, genre_run: str | Path | None = None,
+                   baseline: SuiteResult | None = None, freeze: bool = False,
+                   on_step: Callable[[str], None] | None = None) -> SuiteResult:
+    """Lab step 9: CNN regressors whose backbone starts from a genre CNN (best epoch)."""
+    out_dir = Path(out_dir)
+    source = _genre_source(data_root, out_dir, budget, overrides, reuse, progress, genre_run,
+                           on_step)
+    rows, runs = [], {"genre source": str(source)}
+    variants = [(False, "CNN transfer from genre")]
+    if freeze:
+        variants.append((True, "CNN transfer, frozen backbone"))
+    for frozen, label in variants:
+        per: dict[str, float] = {}
+        for t in TARGETS:
+            name = f"transfer-cnn{'-frozen' if frozen else ''}-{t}"
+            if on_step:
+                on_step(f"transfer: {name}")
+            cfg = _cfg("transfer-cnn", budget, overrides,
+                       {"data": {"tasks": [t]},
+                        "transfer": {"checkpoint": str(source), "freeze_backbone": frozen}},
+                       name=name)
+            run = run_experiment(cfg, data_root, out_dir / name, reuse=reuse, progress=progress)
+            runs[name] = str(run)
+            per.update(_spearmans(run, data_root))
+        rows.append(_affect_row(label, per))
+    if baseline is not None:
+        rows = [r for r in baseline.rows if r["model"].startswith("CNN")] + rows
+    return _affect_result("Transfer learning from genre (Spearman, held-out)", rows, runs,
+                          data_root, out_dir / "transfer_table")
+
+
+def multitask_suite(data_root, out_dir, *, budget: str = "standard",
+                    overrides: list[str] | None = None, reuse: bool = True,
+                    progress: bool = True, genre_run: str | Path | None = None,
+                    baseline_rows: list[dict] | None = None,
+                    on_step: Callable[[str], None] | None = None) -> SuiteResult:
+    """Lab step 10: shared backbone, three heads; fixed and learned weights, + transfer."""
+    out_dir = Path(out_dir)
+    source = _genre_source(data_root, out_dir, budget, overrides, reuse, progress, genre_run,
+                           on_step)
+    variants = [
+        ("multitask-cnn", "CNN multitask", {}),
+        ("multitask-cnn-learned", "CNN multitask, learned weights",
+         {"loss": {"weights": None, "learn_weights": True}}),
+        ("multitask-cnn-transfer", "CNN multitask + transfer",
+         {"transfer": {"checkpoint": str(source)}, "train": {"lr": 0.0003}}),
+        ("best-affect", "musicaffect best (res-CNN, rank loss)", {}),
+    ]
+    rows, runs = [], {"genre source": str(source)}
+    for name, label, extra in variants:
+        if on_step:
+            on_step(f"multitask: {name}")
+        preset = "best-affect" if name == "best-affect" else "multitask-cnn"
+        cfg = _cfg(preset, budget, overrides, extra, name=name)
+        run = run_experiment(cfg, data_root, out_dir / name, reuse=reuse, progress=progress)
+        runs[name] = str(run)
+        rows.append(_affect_row(label, _spearmans(run, data_root)))
+    rows = list(baseline_rows or []) + rows
+    return _affect_result("Multitask learning (Spearman, held-out)", rows, runs, data_root,
+                          out_dir / "multitask_table")
+
+
+def best_run(result: SuiteResult, key: str = "mean") -> str:
+    """The run folder of the best row whose model was trained in this suite."""
+    best = max((r for r in result.rows if r.get(key) is not None
+                and _row_run(result, r) is not None), key=lambda r: r[key])
+    return _row_run(result, best)
+
+
+def _row_run(result: SuiteResult, row: dict) -> str | None:
+    names = {"CNN multitask": "multitask-cnn",
+             "CNN multitask, learned weights": "multitask-cnn-learned",
+             "CNN multitask + transfer": "multitask-cnn-transfer",
+             "musicaffect best (res-CNN, rank loss)": "best-affect"}
+    return result.runs.get(names.get(row["model"], ""))
+
+
+def _save(result: SuiteResult, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".json").write_text(json.dumps(result.to_dict(), indent=2))
+    path.with_suffix(".txt").write_text(result.to_text() + "\n")

@@ -1,0 +1,105 @@
+"""Self-describing checkpoints, written atomically and loaded with ``weights_only=True``.
+
+A checkpoint is a plain dict of tensors and Python primitives:
+
+- ``format``: ``"musicaffect/1"``
+- ``model``: the constructor arguments (``MusicModel.model_args()``: registry name, params,
+  n_features, tasks), so the checkpoint rebuilds its own model without pickled classes
+- ``state_dict``: the model weights (input normalisation buffers included)
+- ``config``: the whole run configuration (``RunConfig.to_dict()``)
+- ``classes``: the genre class names in index order; ``epoch``; ``metrics``
+- resume-only keys in ``last.pt``: ``optimizer``, ``loss_state``, ``scheduler``, ``early``,
+  ``history``, ``rng``
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from musicaffect.errors import CheckpointError
+
+FORMAT = "musicaffect/1"
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def resolve_checkpoint(path: str | os.PathLike, *, which: str = "best") -> Path:
+    """A checkpoint file, or a run folder (-> ``checkpoints/{which}.pt``)."""
+    p = Path(path)
+    if p.is_dir():
+        cand = p / "checkpoints" / f"{which}.pt"
+        if not cand.is_file():
+            raise CheckpointError(f"{p}: no checkpoints/{which}.pt in this run folder; "
+                                  "train first (musicaffect train) or give a .pt file")
+        return cand
+    if not p.is_file():
+        raise CheckpointError(f"{p}: checkpoint not found; give a run folder or a .pt file")
+    return p
+
+
+def load_checkpoint(path: str | os.PathLike, *, which: str = "best") -> dict:
+    """Load a checkpoint dict (tensors and primitives only; ``weights_only=True``)."""
+    p = resolve_checkpoint(path, which=which)
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt, truncated or not a torch file
+        raise CheckpointError(f"{p}: cannot read checkpoint ({type(err).__name__}: {err}); "
+                              "the file may be truncated or not a musicaffect checkpoint") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{p}: not a musicaffect checkpoint (format {FORMAT} expected)")
+    ckpt["path"] = str(p)
+    return ckpt
+
+
+def load_model(path: str | os.PathLike, *, which: str = "best"):
+    """Rebuild the model stored in a checkpoint (or run folder); returns ``(model, ckpt)``.
+
+    The model is in eval mode on the CPU; ``ckpt`` is the checkpoint dict (config, metrics ...).
+    """
+    from musicaffect.models import build_model
+
+    ckpt = load_checkpoint(path, which=which)
+    try:
+        model = build_model(**ckpt["model"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, RuntimeError) as err:
+        raise CheckpointError(f"{ckpt['path']}: checkpoint does not rebuild its model ({err})") from err
+    model.eval()
+    return model, ckpt
+
+
+def make_checkpoint(model, cfg_dict: dict, *, classes, epoch: int, metrics: dict,
+                    data_info: dict, **extra) -> dict:
+    """Assemble the checkpoint dict of a model (see module docstring)."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    out = {
+        "format": FORMAT,
+        "model": model.model_args(),
+        "state_dict": state,
+        "config": cfg_dict,
+        "classes": list(classes),
+        "data": dict(data_info),
+        "epoch": int(epoch),
+        "metrics": {k: float(v) for k, v in metrics.items()},
+    }
+    out.update(extra)
+    return out

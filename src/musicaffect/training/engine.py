@@ -1,0 +1,596 @@
+"""The training loop every experiment uses, on top of Lightning Fabric.
+
+Fabric handles devices (CUDA, MPS, CPU), mixed precision and distributed training (DDP on
+several GPUs or nodes, or several CPU processes with gloo); this module only knows about the
+run: data split, model from the registry, loss, early stopping, checkpoints, logs.
+
+Reproducibility: one seed drives the model initialisation and, through
+:class:`EpochBatchSampler`, the order of batches of every epoch (a pure function of
+``(seed, epoch)``). ``last.pt`` holds the optimizer, loss and RNG state at the end of each
+epoch, so ``resume`` continues an interrupted run and ends with the same weights as an
+uninterrupted one (on the CPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler, Subset
+
+from musicaffect.config import RunConfig, save_config
+from musicaffect.data.labels import CLASSES, GENRE_TASK
+from musicaffect.errors import CheckpointError, DataError, RunError
+from musicaffect.training.checkpoint import atomic_save, load_checkpoint, make_checkpoint
+
+log = logging.getLogger(__name__)
+
+MINIMISE = {"val_loss"}
+
+
+# --------------------------------------------------------------------------- data
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """Batches of dataset indices; the order is a pure function of ``(seed, epoch)``.
+
+    With ``world > 1`` every global batch of ``batch_size * world`` indices is dealt out
+    round-robin (rank ``r`` takes positions ``r, r + world, ...``), so a DDP run with
+    ``batch_size`` per process sees, per step, exactly the clips of the single-process run
+    with ``batch_size * world``. Incomplete global batches are dropped when ``world > 1``
+    (every rank must take the same number of steps).
+    """
+
+    def __init__(self, indices, *, batch_size: int, seed: int, shuffle: bool = True,
+                 rank: int = 0, world: int = 1, max_batches: int | None = None):
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world = world
+        self.max_batches = max_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _global_batches(self) -> list[np.ndarray]:
+        order = self.indices
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(order)
+        g = self.batch_size * self.world
+        batches = [order[i:i + g] for i in range(0, len(order), g)]
+        if self.world > 1 and batches and len(batches[-1]) < g:
+            batches = batches[:-1]
+        if self.max_batches is not None:
+            batches = batches[:self.max_batches]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for gb in self._global_batches():
+            yield gb[self.rank::self.world].tolist()
+
+    def __len__(self) -> int:
+        return len(self._global_batches())
+
+
+@dataclass
+class RunData:
+    """The datasets of a run: train/validation subsets of one labelled folder."""
+
+    dataset: object                 # SpectrogramDataset over the whole train split
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    n_features: int
+    tasks: list[str]
+    info: dict = field(default_factory=dict)
+
+    @property
+    def train(self) -> Subset:
+        return Subset(self.dataset, self.train_idx.tolist())
+
+    @property
+    def val(self) -> Subset:
+        return Subset(self.dataset, self.val_idx.tolist())
+
+
+def task_sizes(tasks: list[str]) -> dict[str, int]:
+    """Output size of each task's head (genre: number of classes; regression: 1)."""
+    return {t: (len(CLASSES) if t == GENRE_TASK else 1) for t in tasks}
+
+
+def prepare_data(cfg: RunConfig, data_root: str | Path) -> RunData:
+    """Index the run's training folder and split it into train/validation (seeded)."""
+    from musicaffect.data.dataset import SpectrogramDataset
+    from musicaffect.data.splits import train_val_split
+
+    d = cfg.data
+    ds = SpectrogramDataset(data_root, dataset=d.dataset, rate=d.rate, split="train",
+                            view=d.view, tasks=tuple(d.tasks), cache_dir=d.cache_dir,
+                            use_cache=d.use_cache, skip_bad=d.skip_bad)
+    n = len(ds)
+    if n < 2:
+        raise DataError(f"the training split has {n} usable clip(s); at least 2 are needed "
+                        "(check the label file and --skip-bad warnings)",
+                        path=Path(data_root))
+    stratify = ds.labels(GENRE_TASK) if (d.stratify and GENRE_TASK in d.tasks) else None
+    train_idx, val_idx = train_val_split(n, val_fraction=d.val_fraction, seed=d.split_seed,
+                                         stratify=stratify)
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise DataError(f"the train/validation split of {n} clips left an empty side; "
+                        "add clips or change data.val_fraction", path=Path(data_root))
+    info = {"dataset": d.dataset, "rate": d.rate, "view": d.view, "n_features": ds.n_features,
+            "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
+            "data_root": str(data_root)}
+    return RunData(ds, np.asarray(train_idx), np.asarray(val_idx), ds.n_features,
+                   list(d.tasks), info)
+
+
+def make_loader(dataset, sampler: Sampler | None, *, batch_size: int = 32,
+                num_workers: int = 0, max_length: int | None = None) -> DataLoader:
+    """DataLoader with the project's collate (per-batch padding, true lengths)."""
+    from functools import partial
+
+    from musicaffect.data.dataset import collate
+
+    fn = partial(collate, max_length=max_length)
+    if sampler is not None:
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=fn,
+                          num_workers=num_workers, persistent_workers=False)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=fn,
+                      num_workers=num_workers)
+
+
+# --------------------------------------------------------------------------- model / optim
+
+def build_run_model(cfg: RunConfig, data: RunData):
+    """Model from the registry, normalisation fitted on train, transfer init if configured."""
+    from musicaffect.data.normalize import feature_stats
+    from musicaffect.models import build_model
+
+    model = build_model(cfg.model.name, dict(cfg.model.params), data.n_features,
+                        task_sizes(data.tasks))
+    if cfg.transfer.checkpoint:
+        transfer_backbone(model, cfg.transfer.checkpoint, n_features=data.n_features)
+    elif cfg.data.normalize:
+        mean, std = feature_stats(data.dataset, data.train_idx)
+        model.set_normalization(torch.as_tensor(mean, dtype=torch.float32),
+                                torch.as_tensor(std, dtype=torch.float32))
+    if cfg.transfer.checkpoint and cfg.transfer.freeze_backbone:
+        model.freeze_backbone(True)
+    return model
+
+
+def transfer_backbone(model, checkpoint: str | Path, *, n_features: int) -> dict:
+    """Copy backbone weights (and input normalisation) from a checkpoint; heads stay new.
+
+    Raises :class:`CheckpointError` when the source model's architecture or feature size does
+    not fit ``model`` (e.g. a chroma model into a mel model).
+    """
+    src = load_checkpoint(checkpoint, which="best")
+    margs = src["model"]
+    if margs["n_features"] != n_features:
+        raise CheckpointError(
+            f"{src['path']}: its model reads {margs['n_features']} features per frame but this "
+            f"run's view has {n_features}; transfer from a run on the same view "
+            f"(it was trained on view={src['data'].get('view')}, rate={src['data'].get('rate')})")
+    mine = model.model_args()
+    if margs["name"] != mine["name"] or margs["params"] != mine["params"]:
+        raise CheckpointError(
+            f"{src['path']}: backbone {margs['name']} {margs['params']} does not match this run's "
+            f"model {mine['name']} {mine['params']}; use the same model.name and model.params")
+    prefix = "backbone."
+    state = {k[len(prefix):]: v for k, v in src["state_dict"].items() if k.startswith(prefix)}
+    model.backbone.load_state_dict(state, strict=True)
+    with torch.no_grad():
+        for buf in ("mean", "std"):
+            if buf in src["state_dict"]:
+                getattr(model, buf).copy_(src["state_dict"][buf])
+    log.info("transferred %d backbone tensors from %s (epoch %s)", len(state), src["path"],
+             src.get("epoch"))
+    return src
+
+
+def build_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
+    t = cfg.train
+    cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+    return cls([p for p in params if p.requires_grad], lr=t.lr, weight_decay=t.weight_decay)
+
+
+def lr_factor(epoch: int, *, epochs: int, schedule: str) -> float:
+    """Learning-rate multiplier of an epoch (pure function): constant or cosine decay."""
+    if schedule == "cosine":
+        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, epochs)))
+    return 1.0
+
+
+# --------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def predict_outputs(model, loader, *, device=None, fabric=None) -> dict[str, np.ndarray]:
+    """Raw model outputs for every clip of a loader, keyed by task, plus ``ids`` and labels.
+
+    Returns ``{"ids": [...], "out:<task>": (N, C) or (N,), "y:<task>": (N,)}``.
+    """
+    model.eval()
+    outs: dict[str, list] = {}
+    ids: list[str] = []
+    for batch in loader:
+        x, lengths = batch["x"], batch["lengths"]
+        if fabric is not None:
+            x = fabric.to_device(x)
+        elif device is not None:
+            x = x.to(device)
+        out = model(x, lengths)
+        for k, v in out.items():
+            if k == "embedding":
+                continue
+            outs.setdefault(f"out:{k}", []).append(v.float().cpu().numpy())
+        for k, v in batch["y"].items():
+            outs.setdefault(f"y:{k}", []).append(v.cpu().numpy())
+        ids.extend(batch["ids"])
+    res = {k: np.concatenate(v) for k, v in outs.items()}
+    res["ids"] = ids
+    return res
+
+
+def outputs_metrics(res: dict, tasks: list[str], *, bounded: bool) -> dict[str, float]:
+    """Validation metrics from :func:`predict_outputs`: accuracy / macro-F1 or Spearman."""
+    from musicaffect.evaluation.metrics import classification_metrics, regression_metrics
+    from musicaffect.training.losses import predict_transform
+
+    m: dict[str, float] = {}
+    if GENRE_TASK in tasks:
+        pred = res[f"out:{GENRE_TASK}"].argmax(axis=1)
+        cm = classification_metrics(res[f"y:{GENRE_TASK}"], pred, classes=CLASSES)
+        m["accuracy"] = float(cm["accuracy"])
+        m["macro_f1"] = float(cm["macro avg"]["f1-score"])
+    reg = [t for t in tasks if t != GENRE_TASK]
+    if reg:
+        y_true = {t: res[f"y:{t}"] for t in reg}
+        y_pred = {t: np.asarray(predict_transform(t, torch.as_tensor(res[f"out:{t}"]), bounded))
+                  for t in reg}
+        rm = regression_metrics(y_true, y_pred)
+        for t in reg:
+            m[f"spearman_{t}"] = float(rm[t]["spearman"])
+        m["spearman_mean"] = float(rm["spearman_mean"])
+    return m
+
+
+# --------------------------------------------------------------------------- fabric
+
+def make_fabric(cfg: RunConfig):
+    """A Lightning Fabric for the configured hardware; chooses the device once, here."""
+    from lightning.fabric import Fabric
+
+    t = cfg.train
+    precision = t.precision
+    if precision == "auto":
+        if t.accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available():
+            precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        else:
+            precision = "32-true"
+    return Fabric(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+                  strategy=t.strategy, precision=precision)
+
+
+def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> bool:
+    """Create the run folder; returns True when there is a ``last.pt`` to resume from."""
+    last = run_dir / "checkpoints" / "last.pt"
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if resume:
+            if not last.is_file():
+                raise RunError(f"{run_dir}: nothing to resume (no checkpoints/last.pt); "
+                               "drop --resume or use --overwrite to start again")
+            return True
+        if overwrite:
+            shutil.rmtree(run_dir)
+        else:
+            raise RunError(f"{run_dir}: run folder exists already; pass --resume to continue "
+                           "it or --overwrite to replace it")
+    elif resume:
+        raise RunError(f"{run_dir}: nothing to resume (the folder is empty or missing)")
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    return False
+
+
+# --------------------------------------------------------------------------- the loop
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns (also written to ``run_dir/summary.json``)."""
+
+    run_dir: Path
+    best_epoch: int
+    best_score: float
+    monitor: str
+    history: list[dict]
+    stopped_early: bool
+    best_metrics: dict
+    seconds: float
+
+
+def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: bool = False,
+        overwrite: bool = False, progress: bool = True, stop_after: int | None = None
+        ) -> FitResult:
+    """Train a model as configured; writes checkpoints, metrics.csv, TensorBoard, curves.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+    data_root : path
+        The dataset root (the folder holding the four Kaggle folders).
+    run_dir : path
+        Output folder (refused when it exists, unless ``resume`` or ``overwrite``).
+    stop_after : int, optional
+        Stop (as if interrupted) after this many epochs of this call; for tests of resume.
+    """
+    from tqdm.auto import tqdm
+
+    from musicaffect.training.losses import build_loss
+
+    run_dir = Path(run_dir)
+    fabric = make_fabric(cfg)
+    fabric.launch()
+    rank0 = fabric.global_rank == 0
+    has_last = False
+    if rank0:
+        has_last = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    has_last = fabric.broadcast(has_last, src=0)
+    fabric.barrier()
+    fabric.seed_everything(cfg.seed, workers=True)
+
+    data = _prepare_data_ranked(fabric, cfg, data_root)
+    model = build_run_model(cfg, data)
+    lc = cfg.loss
+    loss_fn = build_loss(data.tasks, regression=lc.regression, bounded=lc.bounded,
+                         rank_weight=lc.rank_weight, weights=lc.weights,
+                         learn_weights=lc.learn_weights, label_smoothing=lc.label_smoothing)
+    optimizer = build_optimizer(cfg, list(model.parameters()) + list(loss_fn.parameters()))
+
+    history: list[dict] = []
+    start_epoch = 0
+    early = {"best": None, "best_epoch": -1, "bad_epochs": 0}
+    if has_last:
+        last = load_checkpoint(run_dir, which="last")
+        model.load_state_dict(last["state_dict"])
+        optimizer.load_state_dict(last["optimizer"])
+        loss_fn.load_state_dict(last["loss_state"])
+        history = list(last["history"])
+        early = dict(last["early"])
+        start_epoch = int(last["epoch"]) + 1
+        torch.set_rng_state(last["rng"]["torch"])
+        log.info("resuming %s from epoch %d", run_dir, start_epoch)
+    if rank0:
+        save_config(cfg, run_dir / "config.yaml")
+
+    model, optimizer = fabric.setup(model, optimizer)
+    loss_fn = loss_fn.to(fabric.device)
+    sampler = EpochBatchSampler(data.train_idx, batch_size=cfg.train.batch_size, seed=cfg.seed,
+                                rank=fabric.global_rank, world=fabric.world_size,
+                                max_batches=cfg.train.max_batches_per_epoch)
+    train_loader = make_loader(data.dataset, sampler, num_workers=cfg.data.num_workers,
+                               max_length=cfg.data.max_length)
+    val_loader = make_loader(data.val, None, batch_size=cfg.train.batch_size,
+                             num_workers=cfg.data.num_workers, max_length=cfg.data.max_length)
+    monitor = cfg.train.monitor
+    minimise = monitor in MINIMISE
+    writer = _tensorboard(run_dir) if rank0 else None
+    raw_model = model.module if hasattr(model, "module") else model
+    t_start = time.perf_counter()
+    epochs_run = 0
+    stopped_early = False
+
+    for epoch in range(start_epoch, cfg.train.epochs):
+        if stop_after is not None and epochs_run >= stop_after:
+            break
+        if cfg.train.patience and early["bad_epochs"] >= cfg.train.patience:
+            stopped_early = True
+            break
+        t0 = time.perf_counter()
+        for g in optimizer.param_groups:
+            g["lr"] = cfg.train.lr * lr_factor(epoch, epochs=cfg.train.epochs,
+                                               schedule=cfg.train.scheduler)
+        sampler.set_epoch(epoch)
+        model.train()
+        total, count = 0.0, 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False,
+                   disable=not (progress and rank0), unit="batch")
+        for batch in bar:
+            x = fabric.to_device(batch["x"])
+            y = {k: fabric.to_device(v) for k, v in batch["y"].items()}
+            out = model(x, batch["lengths"])
+            loss, _ = loss_fn(out, y)
+            optimizer.zero_grad(set_to_none=True)
+            fabric.backward(loss)
+            if cfg.train.grad_clip:
+                fabric.clip_gradients(model, optimizer, max_norm=cfg.train.grad_clip)
+            optimizer.step()
+            total += float(loss.detach()) * len(batch["ids"])
+            count += len(batch["ids"])
+            bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+        train_loss = fabric.all_reduce(torch.tensor(total / max(count, 1)), reduce_op="mean")
+        val_res = predict_outputs(model, val_loader, fabric=fabric)
+        val_loss = _loss_from_outputs(loss_fn, val_res, data.tasks)
+        metrics = {"epoch": epoch, "train_loss": float(train_loss), "val_loss": val_loss,
+                   "lr": optimizer.param_groups[0]["lr"],
+                   "seconds": time.perf_counter() - t0}
+        metrics.update({f"val_{k}": v for k, v in
+                        outputs_metrics(val_res, data.tasks, bounded=cfg.loss.bounded).items()})
+        if cfg.loss.learn_weights:
+            metrics.update({f"w_{k}": v for k, v in loss_fn.current_weights().items()})
+        history.append(metrics)
+        score = metrics[monitor]
+        improved = early["best"] is None or (score < early["best"] if minimise
+                                             else score > early["best"])
+        if improved:
+            early.update(best=score, best_epoch=epoch, bad_epochs=0)
+        else:
+            early["bad_epochs"] += 1
+        if rank0:
+            ckpt_args = dict(classes=CLASSES, epoch=epoch, metrics=_numeric(metrics),
+                             data_info=data.info)
+            if improved:
+                atomic_save(make_checkpoint(raw_model, cfg.to_dict(), **ckpt_args),
+                            run_dir / "checkpoints" / "best.pt")
+            atomic_save(make_checkpoint(
+                raw_model, cfg.to_dict(), **ckpt_args, optimizer=optimizer.state_dict(),
+                loss_state=loss_fn.state_dict(), history=history, early=early,
+                rng={"torch": torch.get_rng_state()}), run_dir / "checkpoints" / "last.pt")
+            _write_csv(history, run_dir / "metrics.csv")
+            for k, v in _numeric(metrics).items():
+                if k != "epoch":
+                    writer.add_scalar(k, v, epoch)
+            log.info("epoch %d: %s%s", epoch + 1, _fmt(metrics), "  *" if improved else "")
+        fabric.barrier()
+        epochs_run += 1
+    else:
+        if cfg.train.patience and early["bad_epochs"] >= cfg.train.patience:
+            stopped_early = True
+
+    if writer is not None:
+        writer.close()
+    best_metrics = next((h for h in history if h["epoch"] == early["best_epoch"]), {})
+    result = FitResult(run_dir, int(early["best_epoch"]), float(early["best"] or 0.0), monitor,
+                       history, stopped_early, best_metrics, time.perf_counter() - t_start)
+    if rank0 and history:
+        _write_summary(result)
+        _save_curves(history, run_dir)
+    return result
+
+
+def _prepare_data_ranked(fabric, cfg: RunConfig, data_root) -> RunData:
+    # rank 0 builds the cache first; the others then only read it
+    data = prepare_data(cfg, data_root) if fabric.global_rank == 0 else None
+    fabric.barrier()
+    return data if data is not None else prepare_data(cfg, data_root)
+
+
+def _loss_from_outputs(loss_fn, res: dict, tasks: list[str]) -> float:
+    with torch.no_grad():
+        out = {t: torch.as_tensor(res[f"out:{t}"]) for t in tasks}
+        y = {t: torch.as_tensor(res[f"y:{t}"]) for t in tasks}
+        dev = next(iter(loss_fn.parameters()), torch.zeros(0)).device
+        out = {k: v.to(dev) for k, v in out.items()}
+        y = {k: v.to(dev) for k, v in y.items()}
+        total, _ = loss_fn(out, y)
+    return float(total)
+
+
+def _numeric(m: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in m.items() if isinstance(v, (int, float))}
+
+
+def _fmt(m: dict) -> str:
+    keys = [k for k in m if k not in ("epoch", "lr", "seconds")]
+    return " ".join(f"{k}={m[k]:.4f}" for k in keys) + f" ({m['seconds']:.1f}s)"
+
+
+def _write_csv(history: list[dict], path: Path) -> None:
+    keys: list[str] = []
+    for h in history:
+        keys.extend(k for k in h if k not in keys)
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+    tmp.replace(path)
+
+
+def _write_summary(result: FitResult) -> None:
+    import json
+
+    summary = {"best_epoch": result.best_epoch, "best_score": result.best_score,
+               "monitor": result.monitor, "stopped_early": result.stopped_early,
+               "epochs": len(result.history), "best_metrics": result.best_metrics,
+               "seconds": result.seconds}
+    (result.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+def _save_curves(history: list[dict], run_dir: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from musicaffect.evaluation.plots import plot_learning_curves
+
+    fig = plot_learning_curves(history)
+    fig.savefig(run_dir / "learning_curves.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard not installed: log only to CSV
+        return _NullWriter()
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+class _NullWriter:
+    def add_scalar(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------- overfit
+
+@dataclass
+class OverfitResult:
+    losses: list[float]
+    reached: bool
+    target: float
+    n_batches: int
+
+
+def overfit(cfg: RunConfig, data_root: str | Path, *, progress: bool = True) -> OverfitResult:
+    """Lab step 5b: train on the first ``cfg.train.overfit_batches`` batches until the
+    training loss is below ``cfg.train.overfit_loss`` (or ``overfit_epochs`` pass)."""
+    from tqdm.auto import trange
+
+    from musicaffect.training.losses import build_loss
+
+    fabric = make_fabric(cfg)
+    fabric.launch()
+    fabric.seed_everything(cfg.seed)
+    data = prepare_data(cfg, data_root)
+    model = build_run_model(cfg, data)
+    lc = cfg.loss
+    loss_fn = build_loss(data.tasks, regression=lc.regression, bounded=lc.bounded,
+                         rank_weight=0.0, weights=lc.weights, learn_weights=False,
+                         label_smoothing=0.0)
+    optimizer = build_optimizer(cfg, model.parameters())
+    model, optimizer = fabric.setup(model, optimizer)
+    loss_fn = loss_fn.to(fabric.device)
+    k = max(1, cfg.train.overfit_batches)
+    sampler = EpochBatchSampler(data.train_idx, batch_size=cfg.train.batch_size, seed=cfg.seed,
+                                shuffle=False, max_batches=k)
+    batches = list(make_loader(data.dataset, sampler, max_length=cfg.data.max_length))
+    losses: list[float] = []
+    reached = False
+    bar = trange(cfg.train.overfit_epochs, desc="overfit", disable=not progress, leave=False)
+    for _ in bar:
+        model.train()
+        total = 0.0
+        for batch in batches:
+            out = model(fabric.to_device(batch["x"]), batch["lengths"])
+            loss, _ = loss_fn(out, {t: fabric.to_device(v) for t, v in batch["y"].items()})
+            optimizer.zero_grad(set_to_none=True)
+            fabric.backward(loss)
+            optimizer.step()
+            total += float(loss.detach())
+        losses.append(total / len(batches))
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if losses[-1] < cfg.train.overfit_loss:
+            reached = True
+            break
+    return OverfitResult(losses, reached, cfg.train.overfit_loss, len(batches))

@@ -1,0 +1,386 @@
+"""Loss modules for genre classification, affect regression and multitask learning.
+
+Models return raw outputs (logits, unbounded regression values); every non-linearity that a
+loss needs (softmax inside cross-entropy, the sigmoid of a *bounded* regression head) lives
+here and in :func:`predict_transform`, never in a model's ``forward``.
+
+Rank-aware term
+---------------
+Spearman's rho is the Pearson correlation of ranks, and ranks are piecewise constant. The
+optional rank term replaces the ranks of the predictions by *soft ranks*: the predictions of
+the batch are standardised (zero mean, unit variance, so the term does not depend on their
+scale), then ``soft_rank_i = sum_j sigmoid((z_i - z_j) / temperature)``; the targets get
+exact (average-tie) ranks. The term is ``1 - pearson(soft_rank(pred), rank(target))``, in
+[0, 2], 0 for perfectly ordered predictions, and it is differentiable everywhere. It costs
+O(B^2) per batch. With ``temperature -> 0`` the soft ranks become the exact ranks.
+
+Multitask weighting
+-------------------
+Fixed: ``total = sum_t w_t * L_t``. Learned (homoscedastic uncertainty, Kendall, Gal and
+Cipolla 2018): one learnable log-variance ``s_t`` per task and
+``total = sum_t exp(-s_t) * L_t + s_t`` (the variant without the 0.5 factors, used for both
+classification and regression tasks). The effective weight of task t is ``exp(-s_t)``; a
+task whose loss stays large gets a smaller weight. When fixed weights are also given, they
+set the starting point: ``s_t = -log(w_t)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from scipy.special import expit
+from torch import nn
+from torch.nn import functional as F
+
+from musicaffect.data.labels import GENRE_TASK, TARGETS
+from musicaffect.errors import ConfigError
+
+__all__ = [
+    "REGRESSION_KINDS",
+    "MultiTaskLoss",
+    "TaskLoss",
+    "build_loss",
+    "predict_transform",
+    "soft_rank",
+    "soft_spearman_loss",
+]
+
+#: Pointwise regression losses accepted by :class:`TaskLoss`.
+REGRESSION_KINDS: tuple[str, ...] = ("mse", "l1", "huber")
+_KINDS = ("ce", *REGRESSION_KINDS)
+
+
+def soft_rank(x: torch.Tensor, *, temperature: float = 0.1) -> torch.Tensor:
+    """Differentiable ranks of a batch of scores.
+
+    Parameters
+    ----------
+    x : torch.Tensor [shape=(B,)]
+        Scores; standardised internally, so ``temperature`` is in units of standard deviations.
+    temperature : float > 0
+        Smoothness of the pairwise comparisons.
+
+    Returns
+    -------
+    ranks : torch.Tensor [shape=(B,)]
+        ``0.5 + sum_j sigmoid((z_i - z_j) / temperature)``, between 1 and B, approximating
+        1-based ranks (the self-comparison contributes 0.5).
+    """
+    z = (x - x.mean()) / x.std(unbiased=False).clamp_min(1e-6)
+    diff = (z[:, None] - z[None, :]) / temperature  # (B, B): z_i - z_j
+    return 0.5 + torch.sigmoid(diff).sum(dim=1)
+
+
+def _exact_rank(x: torch.Tensor) -> torch.Tensor:
+    """1-based ranks with ties averaged (like ``scipy.stats.rankdata``); not differentiable."""
+    less = (x[None, :] < x[:, None]).sum(dim=1)  # (B,) values strictly below x_i
+    equal = (x[None, :] == x[:, None]).sum(dim=1)  # (B,) values equal to x_i (self included)
+    return less.to(x.dtype) + (equal.to(x.dtype) + 1.0) / 2.0
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    a = a - a.mean()
+    b = b - b.mean()
+    return (a * b).sum() / torch.sqrt((a * a).sum() * (b * b).sum() + eps)
+
+
+def soft_spearman_loss(pred: torch.Tensor, target: torch.Tensor, *,
+                       temperature: float = 0.1) -> torch.Tensor:
+    """``1 - pearson(soft_rank(pred), rank(target))``: a differentiable Spearman surrogate.
+
+    Parameters
+    ----------
+    pred : torch.Tensor [shape=(B,)]
+    target : torch.Tensor [shape=(B,)]
+    temperature : float
+
+    Returns
+    -------
+    loss : torch.Tensor [shape=()]
+        In [0, 2]; lower when ``pred`` orders the batch like ``target``. A batch of fewer
+        than 2 clips or with constant targets carries no ordering: the loss is then 1 with a
+        zero gradient.
+    """
+    if pred.shape[0] < 2:
+        return pred.sum() * 0.0 + 1.0
+    rp = soft_rank(pred, temperature=temperature)
+    rt = _exact_rank(target.detach().to(pred.dtype))
+    return 1.0 - _pearson(rp, rt)
+
+
+class TaskLoss(nn.Module):
+    """The loss of one task: classification or regression, with an optional rank term.
+
+    Parameters
+    ----------
+    kind : {"ce", "mse", "l1", "huber"}
+        ``"ce"``: cross-entropy on logits of shape (B, C) with int64 targets (B,);
+        targets equal to -100 are ignored. The others: pointwise regression losses on
+        outputs (B,) or (B, 1) with float targets (B,); NaN targets are ignored.
+    bounded : bool
+        Regression only: pass the raw output through a sigmoid before the loss (targets are
+        in [0, 1]). Use the same flag in :func:`predict_transform`.
+    rank_weight : float >= 0
+        Regression only: weight of :func:`soft_spearman_loss` added to the pointwise loss.
+    label_smoothing : float in [0, 1)
+        Classification only: label smoothing of the cross-entropy.
+    huber_delta : float > 0
+        Threshold of the Huber loss.
+    rank_temperature : float > 0
+        Temperature of the soft ranks.
+
+    Notes
+    -----
+    ``forward`` returns ``pointwise + rank_weight * rank``. Outputs are cast to float32 so
+    the loss is computed in full precision under autocast.
+    """
+
+    def __init__(self, kind: str = "mse", *, bounded: bool = False, rank_weight: float = 0.0,
+                 label_smoothing: float = 0.0, huber_delta: float = 1.0,
+                 rank_temperature: float = 0.1):
+        super().__init__()
+        kind = str(kind).lower()
+        if kind not in _KINDS:
+            raise ConfigError(f"unknown loss kind {kind!r}: choose one of {', '.join(_KINDS)}")
+        if rank_weight < 0:
+            raise ConfigError(f"rank_weight must be >= 0, got {rank_weight}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if huber_delta <= 0 or rank_temperature <= 0:
+            raise ConfigError("huber_delta and rank_temperature must be > 0")
+        if kind == "ce" and (bounded or rank_weight > 0):
+            raise ConfigError("bounded outputs and the rank term apply to regression only; "
+                              "set bounded=false and rank_weight=0 for the genre task")
+        if kind != "ce" and label_smoothing > 0:
+            raise ConfigError("label_smoothing applies to classification (genre) only")
+        self.kind = kind
+        self.bounded = bool(bounded)
+        self.rank_weight = float(rank_weight)
+        self.label_smoothing = float(label_smoothing)
+        self.huber_delta = float(huber_delta)
+        self.rank_temperature = float(rank_temperature)
+
+    @property
+    def is_classification(self) -> bool:
+        return self.kind == "ce"
+
+    def extra_repr(self) -> str:
+        return (f"kind={self.kind!r}, bounded={self.bounded}, rank_weight={self.rank_weight}, "
+                f"label_smoothing={self.label_smoothing}")
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Loss of a batch.
+
+        Parameters
+        ----------
+        output : torch.Tensor [shape=(B, C) for "ce", (B,) or (B, 1) otherwise]
+            Raw model output (logits / unbounded values).
+        target : torch.Tensor [shape=(B,)]
+            int64 class indices for "ce", floats otherwise.
+
+        Returns
+        -------
+        loss : torch.Tensor [shape=()]
+        """
+        output = output.float()
+        if self.kind == "ce":
+            if output.ndim != 2 or target.shape != output.shape[:1]:
+                raise ValueError(f"cross-entropy expects logits (B, C) and targets (B,), got "
+                                 f"{tuple(output.shape)} and {tuple(target.shape)}")
+            target = target.long()
+            if not (target != -100).any():
+                return output.sum() * 0.0
+            return F.cross_entropy(output, target, label_smoothing=self.label_smoothing,
+                                   ignore_index=-100)
+
+        if output.ndim == 2 and output.shape[1] == 1:
+            output = output[:, 0]
+        if output.ndim != 1 or target.shape != output.shape:
+            raise ValueError(f"regression expects outputs (B,) or (B, 1) and targets (B,), got "
+                             f"{tuple(output.shape)} and {tuple(target.shape)}")
+        pred = torch.sigmoid(output) if self.bounded else output
+        target = target.to(pred.dtype)
+        keep = torch.isfinite(target)
+        if not keep.all():
+            pred, target = pred[keep], target[keep]
+        if pred.numel() == 0:
+            return output.sum() * 0.0
+        if self.kind == "mse":
+            loss = F.mse_loss(pred, target)
+        elif self.kind == "l1":
+            loss = F.l1_loss(pred, target)
+        else:
+            loss = F.huber_loss(pred, target, delta=self.huber_delta)
+        if self.rank_weight > 0:
+            loss = loss + self.rank_weight * soft_spearman_loss(
+                pred, target, temperature=self.rank_temperature)
+        return loss
+
+
+class MultiTaskLoss(nn.Module):
+    """Sum of per-task losses with fixed or learned (uncertainty) weights.
+
+    Parameters
+    ----------
+    losses : dict[str, TaskLoss]
+        One loss per task, keyed like the model outputs and the batch targets.
+    weights : dict[str, float], optional
+        Fixed weights (default 1 for every task; tasks not named get 1). With
+        ``learn_weights`` they are the starting weights.
+    learn_weights : bool
+        Learn one log-variance per task (see the module docstring). The parameters are
+        registered on this module, so the optimizer must include ``loss.parameters()``.
+
+    Examples
+    --------
+    >>> loss = MultiTaskLoss({"valence": TaskLoss("mse"), "energy": TaskLoss("mse")},
+    ...                      weights={"valence": 2.0})
+    >>> total, parts = loss(model_outputs, batch["y"])  # doctest: +SKIP
+    """
+
+    def __init__(self, losses: Mapping[str, TaskLoss], *,
+                 weights: Mapping[str, float] | None = None, learn_weights: bool = False):
+        super().__init__()
+        if not losses:
+            raise ConfigError("a multitask loss needs at least one task")
+        weights = dict(weights or {})
+        unknown = sorted(set(weights) - set(losses))
+        if unknown:
+            raise ConfigError(f"loss weights given for unknown task(s) {', '.join(unknown)}; "
+                              f"the tasks are {', '.join(losses)}")
+        for task, w in weights.items():
+            if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):
+                raise ConfigError(f"loss weight of {task!r} must be a finite number >= 0, "
+                                  f"got {w!r}")
+            if learn_weights and w == 0:
+                raise ConfigError(f"loss weight of {task!r} is 0, which learned weighting "
+                                  "cannot start from; drop the task instead")
+        self.tasks: tuple[str, ...] = tuple(losses)
+        self.losses = nn.ModuleDict(dict(losses))
+        self.learn_weights = bool(learn_weights)
+        self.fixed_weights = {t: float(weights.get(t, 1.0)) for t in self.tasks}
+        if self.learn_weights:
+            self.log_vars = nn.ParameterDict({
+                t: nn.Parameter(torch.tensor(-math.log(self.fixed_weights[t])))
+                for t in self.tasks
+            })
+
+    def forward(self, outputs: Mapping[str, torch.Tensor],
+                targets: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        """Weighted total loss and the unweighted loss of each task.
+
+        Parameters
+        ----------
+        outputs : dict[str, torch.Tensor]
+            Model outputs; keys other than the tasks (e.g. ``"embedding"``) are ignored.
+        targets : dict[str, torch.Tensor [shape=(B,)]]
+            Batch targets for every task.
+
+        Returns
+        -------
+        total : torch.Tensor [shape=()]
+        parts : dict[str, torch.Tensor [shape=()]]
+            ``TaskLoss`` value of each task, before weighting.
+        """
+        parts: dict[str, torch.Tensor] = {}
+        total = None
+        for task in self.tasks:
+            if task not in outputs or task not in targets:
+                where = "model outputs" if task not in outputs else "batch targets"
+                raise ValueError(f"task {task!r} is missing from the {where}; the loss expects "
+                                 f"{', '.join(self.tasks)}")
+            value = self.losses[task](outputs[task], targets[task])
+            parts[task] = value
+            if self.learn_weights:
+                s = self.log_vars[task]
+                term = torch.exp(-s) * value + s
+            else:
+                term = self.fixed_weights[task] * value
+            total = term if total is None else total + term
+        return total, parts
+
+    def current_weights(self) -> dict[str, float]:
+        """Effective weight of each task: the fixed weight, or ``exp(-s_t)`` when learned."""
+        if not self.learn_weights:
+            return dict(self.fixed_weights)
+        return {t: float(torch.exp(-self.log_vars[t].detach())) for t in self.tasks}
+
+
+def build_loss(tasks: Sequence[str], *, regression: str = "mse", bounded: bool = False,
+               rank_weight: float = 0.0, weights: Mapping[str, float] | None = None,
+               learn_weights: bool = False, label_smoothing: float = 0.0) -> MultiTaskLoss:
+    """The loss for a set of tasks: cross-entropy for "genre", ``regression`` for the targets.
+
+    Parameters
+    ----------
+    tasks : sequence of str
+        Any of ``"genre"``, ``"valence"``, ``"energy"``, ``"danceability"``.
+    regression : {"mse", "l1", "huber"}
+    bounded : bool
+        Sigmoid on regression outputs before the loss.
+    rank_weight : float
+        Weight of the rank term of every regression task.
+    weights : dict[str, float], optional
+        Per-task weights (see :class:`MultiTaskLoss`).
+    learn_weights : bool
+        Uncertainty weighting.
+    label_smoothing : float
+        Of the genre cross-entropy.
+
+    Returns
+    -------
+    loss : MultiTaskLoss
+    """
+    tasks = list(tasks)
+    if not tasks:
+        raise ConfigError("no task given: choose genre and/or " + ", ".join(TARGETS))
+    if len(set(tasks)) != len(tasks):
+        raise ConfigError(f"task list {tasks} names a task twice")
+    if str(regression).lower() not in REGRESSION_KINDS:
+        raise ConfigError(f"unknown regression loss {regression!r}: choose one of "
+                          f"{', '.join(REGRESSION_KINDS)}")
+    losses: dict[str, TaskLoss] = {}
+    for task in tasks:
+        if task == GENRE_TASK:
+            losses[task] = TaskLoss("ce", label_smoothing=label_smoothing)
+        elif task in TARGETS:
+            losses[task] = TaskLoss(regression, bounded=bounded, rank_weight=rank_weight)
+        else:
+            raise ConfigError(f"unknown task {task!r}: choose from {GENRE_TASK}, "
+                              + ", ".join(TARGETS))
+    return MultiTaskLoss(losses, weights=weights, learn_weights=learn_weights)
+
+
+def predict_transform(task: str, output, bounded: bool = False):
+    """Turn a raw model output into a prediction on the task's scale.
+
+    Parameters
+    ----------
+    task : str
+        ``"genre"`` or a regression target.
+    output : torch.Tensor or np.ndarray [shape=(B, C) for genre, (B,) otherwise]
+        Raw model output.
+    bounded : bool
+        Whether the regression head was trained with ``bounded=True``.
+
+    Returns
+    -------
+    prediction : same type and shape as ``output``
+        Softmax class probabilities for genre; sigmoid of the output for a bounded
+        regression head; the output unchanged otherwise.
+    """
+    is_tensor = isinstance(output, torch.Tensor)
+    if task == GENRE_TASK:
+        if is_tensor:
+            return torch.softmax(output.float(), dim=-1)
+        z = np.asarray(output, dtype=np.float64)
+        z = np.exp(z - z.max(axis=-1, keepdims=True))
+        return z / z.sum(axis=-1, keepdims=True)
+    if not bounded:
+        return output
+    if is_tensor:
+        return torch.sigmoid(output.float())
+    return expit(np.asarray(output, dtype=np.float64))
