@@ -180,7 +180,7 @@ def genre_suite(data_root, out_dir, *, budget: str = "standard",
         runs[name] = str(run)
         rows.append({"experiment": name, "model": label, "features": feats,
                      "accuracy": float(res["accuracy"]),
-                     "macro_f1": float(res["macro avg"]["f1-score"]),
+                     "macro_f1": float(res["macro_f1"]),
                      "ref_accuracy": ref_acc, "ref_macro_f1": ref_f1})
     synthetic = _is_synthetic(data_root)
     note = GENRE_REFERENCE_NOTE + (" -- OUR NUMBERS ARE ON SYNTHETIC DATA, not comparable"
@@ -210,7 +210,8 @@ AFFECT_COLUMNS = ["model", *TARGETS, "mean", "ref_mean"]
 
 def _spearmans(run: Path, data_root) -> dict[str, float]:
     reg = _evaluate_cached(run, data_root)["regression"]
-    return {t: float(reg[t]["spearman"]) for t in TARGETS if t in reg}
+    return {t: float(reg["per_target"][t]["spearman"]) for t in TARGETS
+            if t in reg["per_target"]}
 
 
 def affect_suite(data_root, out_dir, *, budget: str = "standard",

@@ -1,9 +1,67 @@
-"""Command group (placeholder until its commands are implemented)."""
+"""Command ``predict``: genre and/or valence, energy, danceability for audio files."""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from musicaffect.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this group's sub-commands to ``sub``."""
+    p = sub.add_parser(
+        "predict", help="predict genre and emotion of songs (audio files)",
+        description="musicaffect predict CHECKPOINT [CHECKPOINT ...] AUDIO [AUDIO ...]: the "
+        "leading arguments that are checkpoints (.pt files or run folders) are models; the "
+        "rest are audio files (wav, flac, ogg, mp3). Several models combine: genre "
+        "probabilities and affect values are averaged.")
+    p.add_argument("paths", nargs="+", metavar="CHECKPOINT_OR_AUDIO")
+    p.add_argument("--model", "-m", action="append", default=[], metavar="CHECKPOINT",
+                   help="an extra checkpoint (repeatable)")
+    p.add_argument("--format", "-f", choices=["table", "json", "csv"], default="table")
+    p.add_argument("--top", type=int, default=3, help="number of genres to show")
+    p.add_argument("--device", choices=["cpu", "cuda", "mps"])
+    p.add_argument("--out", help="write the result to this file instead of standard output")
+    p.set_defaults(func=cmd_predict)
+
+
+def _is_checkpoint(p: str) -> bool:
+    path = Path(p)
+    return (path.is_file() and path.suffix == ".pt") or (
+        path.is_dir() and (path / "checkpoints" / "best.pt").is_file())
+
+
+def cmd_predict(args) -> int:
+    from musicaffect import predict
+
+    ckpts = list(args.model)
+    rest = list(args.paths)
+    while rest and _is_checkpoint(rest[0]):
+        ckpts.append(rest.pop(0))
+    if not ckpts:
+        raise ConfigError(f"{args.paths[0]}: not a checkpoint (.pt file or run folder with "
+                          "checkpoints/best.pt); usage: musicaffect predict CHECKPOINT AUDIO...")
+    if not rest:
+        raise ConfigError("no audio files given; usage: musicaffect predict CHECKPOINT AUDIO...")
+    models = predict.load_models(ckpts)
+    preds = predict.predict_files(models, rest, top=args.top, device=args.device,
+                                  progress=args.format == "table" and not args.out)
+    out = open(args.out, "w", newline="") if args.out else sys.stdout
+    try:
+        if args.format == "json":
+            json.dump([p.to_dict(top=args.top) for p in preds], out, indent=2)
+            out.write("\n")
+        elif args.format == "csv":
+            header, rows = predict.to_csv_rows(preds, top=args.top)
+            w = csv.writer(out)
+            w.writerow(header)
+            w.writerows(rows)
+        else:
+            out.write(predict.format_table(preds) + "\n")
+    finally:
+        if args.out:
+            out.close()
+    return 1 if any(p.error for p in preds) else 0

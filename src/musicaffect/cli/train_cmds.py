@@ -150,9 +150,9 @@ def cmd_evaluate(args) -> int:
             print(res["genre"]["report"])
         if "regression" in res:
             reg = res["regression"]
-            for t in [k for k in reg if isinstance(reg[k], dict)]:
-                print(f"{t:>13}: Spearman {reg[t]['spearman']:.3f}  Pearson "
-                      f"{reg[t]['pearson']:.3f}  MSE {reg[t]['mse']:.4f}")
+            for t, m in reg["per_target"].items():
+                print(f"{t:>13}: Spearman {m['spearman']:.3f}  Pearson "
+                      f"{m['pearson']:.3f}  MSE {m['mse']:.4f}")
             print(f"{'mean':>13}: Spearman {reg['spearman_mean']:.3f}")
         print(f"written to {res['out_dir']}")
     return 0

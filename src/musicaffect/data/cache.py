@@ -256,6 +256,19 @@ class ClipStore:
         self.__dict__.update(state)
         self._open()
 
+    def _locate(self, cid: str) -> int:
+        if cid not in self._row:
+            if cid in self.bad:
+                path = str(self.source / self.sources.get(cid, cid))
+                message = self.bad[cid].removeprefix(f"{path}: ")
+                raise DataError(message, path=path)
+            raise KeyError(f"clip {cid!r} is not in the cache of {self.source}")
+        return self._row[cid]
+
+    def length(self, cid: str) -> int:
+        """Frames T of a clip (raises the clip's DataError if it failed to load)."""
+        return int(self.lengths[self._locate(cid)])
+
     def get(self, cid: str, *, rows: slice | None = None) -> np.ndarray:
         """One clip, time-major, as an in-memory copy.
 
@@ -270,13 +283,7 @@ class ClipStore:
         -------
         np.ndarray [shape=(T, F), dtype=float32]
         """
-        if cid not in self._row:
-            if cid in self.bad:
-                path = str(self.source / self.sources.get(cid, cid))
-                message = self.bad[cid].removeprefix(f"{path}: ")
-                raise DataError(message, path=path)
-            raise KeyError(f"clip {cid!r} is not in the cache of {self.source}")
-        k = self._row[cid]
+        k = self._locate(cid)
         start, stop = int(self.offsets[k]), int(self.offsets[k] + self.lengths[k])
         block = self._data[start:stop]  # (T, 140) view of the map
         out = np.array(block if rows is None else block[:, rows], dtype=np.float32)

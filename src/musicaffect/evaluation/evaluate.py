@@ -101,7 +101,7 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, *, rate: str | None 
         fig.savefig(out / "confusion.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         log.info("%s on %s: accuracy %.3f, macro-F1 %.3f", cfg.name, where, cm["accuracy"],
-                 cm["macro avg"]["f1-score"])
+                 cm["macro_f1"])
     reg = [t for t in tasks if t != GENRE_TASK]
     if reg:
         y_true = {t: res[f"y:{t}"] for t in reg}

@@ -252,7 +252,7 @@ def outputs_metrics(res: dict, tasks: list[str], *, bounded: bool) -> dict[str, 
         pred = res[f"out:{GENRE_TASK}"].argmax(axis=1)
         cm = classification_metrics(res[f"y:{GENRE_TASK}"], pred, classes=CLASSES)
         m["accuracy"] = float(cm["accuracy"])
-        m["macro_f1"] = float(cm["macro avg"]["f1-score"])
+        m["macro_f1"] = float(cm["macro_f1"])
     reg = [t for t in tasks if t != GENRE_TASK]
     if reg:
         y_true = {t: res[f"y:{t}"] for t in reg}
@@ -260,7 +260,7 @@ def outputs_metrics(res: dict, tasks: list[str], *, bounded: bool) -> dict[str, 
                   for t in reg}
         rm = regression_metrics(y_true, y_pred)
         for t in reg:
-            m[f"spearman_{t}"] = float(rm[t]["spearman"])
+            m[f"spearman_{t}"] = float(rm["per_target"][t]["spearman"])
         m["spearman_mean"] = float(rm["spearman_mean"])
     return m
 

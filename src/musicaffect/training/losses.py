@@ -7,10 +7,10 @@ here and in :func:`predict_transform`, never in a model's ``forward``.
 Rank-aware term
 ---------------
 Spearman's rho is the Pearson correlation of ranks, and ranks are piecewise constant. The
-optional rank term replaces the ranks of the predictions by *soft ranks*: the predictions of
-the batch are standardised (zero mean, unit variance, so the term does not depend on their
-scale), then ``soft_rank_i = sum_j sigmoid((z_i - z_j) / temperature)``; the targets get
-exact (average-tie) ranks. The term is ``1 - pearson(soft_rank(pred), rank(target))``, in
+optional rank term replaces the ranks of the predictions by *soft ranks*,
+``soft_rank_i = 0.5 + sum_j sigmoid((x_i - x_j) / temperature)``, where the temperature is in
+the units of the output (targets are in [0, 1]; default 0.1); the targets get exact
+(average-tie) ranks. The term is ``1 - pearson(soft_rank(pred), rank(target))``, in
 [0, 2], 0 for perfectly ordered predictions, and it is differentiable everywhere. It costs
 O(B^2) per batch. With ``temperature -> 0`` the soft ranks become the exact ranks.
 
@@ -59,9 +59,10 @@ def soft_rank(x: torch.Tensor, *, temperature: float = 0.1) -> torch.Tensor:
     Parameters
     ----------
     x : torch.Tensor [shape=(B,)]
-        Scores; standardised internally, so ``temperature`` is in units of standard deviations.
+        Scores.
     temperature : float > 0
-        Smoothness of the pairwise comparisons.
+        Smoothness of the pairwise comparisons, in the units of ``x``: pairs closer than
+        about ``temperature`` count as half-ordered.
 
     Returns
     -------
@@ -69,8 +70,7 @@ def soft_rank(x: torch.Tensor, *, temperature: float = 0.1) -> torch.Tensor:
         ``0.5 + sum_j sigmoid((z_i - z_j) / temperature)``, between 1 and B, approximating
         1-based ranks (the self-comparison contributes 0.5).
     """
-    z = (x - x.mean()) / x.std(unbiased=False).clamp_min(1e-6)
-    diff = (z[:, None] - z[None, :]) / temperature  # (B, B): z_i - z_j
+    diff = (x[:, None] - x[None, :]) / temperature  # (B, B): x_i - x_j
     return 0.5 + torch.sigmoid(diff).sum(dim=1)
 
 
