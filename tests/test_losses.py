@@ -60,7 +60,7 @@ def test_nan_targets_are_ignored():
 
 
 def test_soft_rank_approaches_exact_ranks(gen):
-    x = torch.randn(20, generator=gen)
+    x = 0.1 * torch.randperm(20, generator=gen).float()  # distinct values, 0.1 apart
     exact = torch.from_numpy(stats.rankdata(x.numpy())).float()
     assert torch.allclose(soft_rank(x, temperature=1e-3), exact, atol=1e-3)
 
@@ -129,6 +129,9 @@ def test_learned_weights_change_with_training(gen):
     assert start["valence"] == pytest.approx(2.0) and start["energy"] == pytest.approx(1.0)
     x = torch.randn(32, 4, generator=gen)
     heads = torch.nn.Linear(4, 3)
+    with torch.no_grad():
+        heads.weight.copy_(0.1 * torch.randn(3, 4, generator=gen))
+        heads.bias.zero_()
     # energy is easy (a linear function of x), danceability is noise
     targets = {"valence": torch.sigmoid(x[:, 0]), "energy": torch.sigmoid(x[:, 1]),
                "danceability": torch.rand(32, generator=gen)}

@@ -10,10 +10,10 @@ The arrays are **synthetic**: no audio was involved. They imitate the real datas
   perturbs its class's envelope, so classes overlap.
 - energy (most predictable): brightness (spectral tilt), beat strength and a compressed
   dynamic range.
-- danceability (medium): regularity of the beat (timing jitter), beat strength and a tempo
-  close to 120 BPM.
-- valence (least predictable): the share of major vs minor chords in the chromagram, plus a
-  little brightness.
+- danceability (medium): regularity of the beat (timing jitter), beat strength, bass level
+  and a tempo close to 120 BPM.
+- valence (least predictable): the share of major vs minor chords in the chromagram, the
+  level of the presence region (mel bands around 70), a little brightness and tempo.
 
 The beat-synchronous version of a clip is the median of its full-rate frames between
 synthetic beats, as ``librosa.util.sync(..., aggregate=np.median)`` computes it.
@@ -170,15 +170,18 @@ def _mel(rng: np.random.Generator, style: _Style, affect: np.ndarray, beats: np.
     valence, energy, dance = affect
     bands = np.arange(N_MELS, dtype=float)
     # spectral envelope: tilt (energy and valence brighten), bumps, per-clip smooth deviation
-    tilt = style.tilt_db * (1.3 - 0.9 * energy - 0.15 * valence) + rng.normal(0, 4)
+    tilt = style.tilt_db * (1.35 - 0.9 * energy - 0.3 * valence) + rng.normal(0, 7)
     env = -tilt * bands / (N_MELS - 1)
     for centre, width, height in style.bumps:
-        c = centre + rng.normal(0, 6)
-        env += (height + rng.normal(0, 3)) * np.exp(-0.5 * ((bands - c) / width) ** 2)
-    env += _smooth_noise(rng, N_MELS, scale=4.0, knots=9)
+        c = centre + rng.normal(0, 14)
+        env += (height + rng.normal(0, 6)) * np.exp(-0.5 * ((bands - c) / width) ** 2)
+    env += _smooth_noise(rng, N_MELS, scale=7.0, knots=9)
+    # valence lifts the presence region, danceability the bass (each with its own noise)
+    env += (7.0 * (valence - 0.5) + rng.normal(0, 1.5)) * np.exp(-0.5 * ((bands - 70) / 8) ** 2)
+    env += (6.0 * (dance - 0.5) + rng.normal(0, 1.5)) * np.exp(-0.5 * (bands / 8) ** 2)
     # temporal activity: beat pulses (energy, danceability make them stronger) + slow loudness
     t = np.arange(n_frames)
-    pulse_db = style.pulse * (0.4 + 0.7 * energy + 0.5 * dance) + rng.normal(0, 0.8)
+    pulse_db = style.pulse * (0.4 + 0.6 * energy + 0.8 * dance) + rng.normal(0, 0.8)
     decay = rng.uniform(1.5, 4.0)
     last = np.searchsorted(beats, t, side="right") - 1
     since = np.where(last >= 0, t - beats[np.maximum(last, 0)], n_frames)  # frames since beat
@@ -241,7 +244,7 @@ def _make_clip(rng: np.random.Generator, clip: _Clip) -> tuple[np.ndarray, np.nd
     style, affect = clip.style, clip.affect
     n_frames = int(rng.integers(1291, 1294))
     dance = affect[2]
-    bpm_mean = (1 - 0.6 * dance) * style.bpm[0] + 0.6 * dance * 120.0
+    bpm_mean = (1 - 0.6 * dance) * style.bpm[0] + 0.6 * dance * 120.0 + 20 * (affect[0] - 0.5)
     bpm = float(np.clip(rng.normal(bpm_mean, style.bpm[1]), 60, 250))
     jitter = float(np.clip(style.jitter * (1.6 - 1.4 * dance) + rng.normal(0, 0.02), 0.0, 0.45))
     beats = _beats(rng, n_frames, bpm=bpm, jitter=jitter)

@@ -127,7 +127,8 @@ def plot_learning_curves(history: Sequence[Mapping[str, float]] | str | os.PathL
     Parameters
     ----------
     history : list[dict] or path to a CSV file
-        One record per epoch with ``epoch``, ``train_loss``, ``val_loss`` and optionally any
+        One record per epoch with ``epoch``, ``train_loss``, ``val_loss`` (and any
+        ``train_loss*`` / ``val_loss*`` per-task loss, drawn with them), optionally any other
         ``val_*`` metric (e.g. ``val_accuracy``, ``val_macro_f1``, ``val_spearman_mean``).
         Missing values (NaN, absent keys) are skipped.
     title : str
@@ -156,8 +157,8 @@ def plot_learning_curves(history: Sequence[Mapping[str, float]] | str | os.PathL
         return np.asarray(out, dtype=np.float64)
 
     epochs = column("epoch") if "epoch" in keys else np.arange(1, len(history) + 1, dtype=float)
-    losses = [k for k in ("train_loss", "val_loss") if k in keys]
-    metrics = [k for k in keys if k.startswith("val_") and k != "val_loss"
+    losses = [k for k in keys if k.startswith(("train_loss", "val_loss"))]
+    metrics = [k for k in keys if k.startswith("val_") and not k.startswith("val_loss")
                and np.isfinite(column(k)).any()]
     n_axes = 2 if metrics else 1
     fig = Figure(figsize=(5.0 * n_axes + 1.0, 4.0), layout="constrained")

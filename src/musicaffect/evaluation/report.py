@@ -362,6 +362,10 @@ class Report:
                 raise ValueError(f"row {r} has {len(r)} cells but the header has {len(cols)}")
             return r
 
+        if not cols:
+            empty = f"*{caption}:* no result" if caption else "*no result*"
+            self._current.blocks.append(("text", empty))
+            return self
         body = [as_list(r) for r in rows]
         ref_body = [as_list(r) for r in ref_rows]
         if ref_rows and "source" not in cols:

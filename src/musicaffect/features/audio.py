@@ -513,6 +513,13 @@ def extract_file(path: str | os.PathLike, *, params: FeatureParams | None = None
     return out
 
 
+def warm_up() -> None:
+    """Import the lazily loaded librosa modules the features use (librosa.beat compiles its
+    numba functions on import, which takes seconds); call before forking workers."""
+    for name in ("beat", "decompose", "feature", "onset", "util"):
+        getattr(librosa, name)
+
+
 def _stft(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
     """Complex STFT as librosa's feature functions compute it (hann, centred, zero pad)."""
     return librosa.stft(y, n_fft=n_fft, hop_length=hop_length)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -282,6 +283,14 @@ def make_fabric(cfg: RunConfig):
                   strategy=t.strategy, precision=precision)
 
 
+def _share_cpu_threads(fabric, num_nodes: int) -> None:
+    # several CPU processes on one machine: split the cores instead of oversubscribing them
+    # (OpenMP threads that spin-wait for each other make small RNNs many times slower)
+    if fabric.device.type == "cpu" and fabric.world_size > 1:
+        local = max(1, fabric.world_size // max(1, num_nodes))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+
+
 def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> bool:
     """Create the run folder; returns True when there is a ``last.pt`` to resume from."""
     last = run_dir / "checkpoints" / "last.pt"
@@ -340,6 +349,7 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
     run_dir = Path(run_dir)
     fabric = make_fabric(cfg)
     fabric.launch()
+    _share_cpu_threads(fabric, cfg.train.num_nodes)
     rank0 = fabric.global_rank == 0
     has_last = False
     if rank0:

@@ -1,0 +1,637 @@
+"""Build a dataset in the Kaggle layout from a folder of audio files and a labels CSV.
+
+The labels CSV has a ``file`` column (path relative to the audio folder) and any of:
+
+- ``genre``: one of the 20 FMA genre names (:data:`musicaffect.data.labels.GENRES20`, which
+  include the 10 class names; case-insensitive);
+- ``valence``, ``energy``, ``danceability``: reals in [0, 1] (all three, or none, per row);
+- ``split``: ``train`` or ``test`` (empty: chosen by the seeded rule);
+- ``group``: clips of one group (song, artist, ...) stay on one side of the split.
+
+Where each clip goes:
+
+- rows with a genre -> ``fma_genre_spectrograms[_beat]/{train,test}/<id>.fused.full.npy``,
+  listed in ``train_labels.txt`` / ``test_labels.txt`` (``Id<TAB>Genre``, with the dataset's
+  file-name variants ``<id>.fused.full.npy.gz``, ``<id>.full.fused.npy.gz``,
+  ``<id>.beatsync.fused.npy.gz``);
+- rows with valence/energy/danceability -> ``multitask_dataset[_beat]/{train,test}/``;
+  train clips are listed in ``train_labels.txt`` (``Id,valence,energy,danceability``),
+  test clips are unlabelled, as on Kaggle (their labels are kept in ``clips.csv``);
+- rows without any label -> ``multitask_dataset[_beat]/test/`` (clips to predict).
+
+Clip ids are integers given in sorted file order and kept across resumed runs; ``clips.csv``
+maps id -> source file, split, labels and status. The split is stratified by genre (seeded);
+with groups, whole groups are assigned. ``feature_params.json`` records the parameters and
+rules, ``errors.csv`` lists every file that could not be used (missing, unreadable, empty,
+silent, too short) with the reason. Each clip is written atomically, so an interrupted build
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import re
+import shutil
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from musicaffect.data.labels import GENRES20, TARGETS
+from musicaffect.data.layout import FOLDERS, RATES, SPLITS
+from musicaffect.errors import ConfigError, DataError
+from musicaffect.features.audio import FeatureParams, extract_file, warm_up
+
+log = logging.getLogger(__name__)
+
+#: columns accepted in the labels CSV
+LABEL_COLUMNS: tuple[str, ...] = ("file", "genre") + TARGETS + ("split", "group")
+
+#: file name of a clip on disk (the dataset's unpacked name)
+CLIP_SUFFIX = ".fused.full.npy"
+#: names written in the genre label files, per (rate, split) (the dataset's variants)
+GENRE_LABEL_SUFFIX: dict[tuple[str, str], str] = {
+    ("full", "train"): ".fused.full.npy.gz",
+    ("full", "test"): ".full.fused.npy.gz",
+    ("beat", "train"): ".beatsync.fused.npy.gz",
+    ("beat", "test"): ".beatsync.fused.npy.gz",
+}
+
+PARAMS_FILE = "feature_params.json"
+CLIPS_FILE = "clips.csv"
+ERRORS_FILE = "errors.csv"
+
+_OWN_CLIP = re.compile(r"^\d+\.fused\.full\.npy$")
+_GENRE_BY_KEY = {g.lower(): g for g in GENRES20}
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """One row of the labels CSV, checked.
+
+    ``targets`` is empty or holds all three of valence, energy, danceability.
+    """
+
+    file: str
+    line: int
+    genre: str | None = None
+    targets: dict[str, float] = field(default_factory=dict)
+    split: str | None = None
+    group: str | None = None
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """The dataset folders the clip goes to: "genre" and/or "multitask"."""
+        out = ("genre",) if self.genre else ()
+        if self.targets or not self.genre:
+            out += ("multitask",)
+        return out
+
+
+@dataclass
+class BuildReport:
+    """What :func:`build_dataset` did.
+
+    ``done``: clips computed in this run; ``skipped``: clips already built (resume);
+    ``failed``: files listed in ``errors_file``; ``counts``: built clips per
+    ``"<dataset>/<split>"``; ``beat_fallbacks``: clips that used the no-beat rule.
+    """
+
+    out: Path
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    beat_fallbacks: int = 0
+    seconds: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    errors_file: Path | None = None
+    params_file: Path | None = None
+    clips_file: Path | None = None
+
+    @property
+    def built(self) -> int:
+        """Clips available in the output (done + skipped)."""
+        return self.done + self.skipped
+
+    def summary(self) -> str:
+        """A few human-readable lines."""
+        lines = [f"{self.out}: {self.built} clips built ({self.done} computed, "
+                 f"{self.skipped} already there), {self.failed} failed, "
+                 f"{self.seconds:.1f} s"]
+        if self.counts:
+            lines.append("  " + ", ".join(f"{k}: {v}" for k, v in sorted(self.counts.items())))
+        if self.beat_fallbacks:
+            lines.append(f"  {self.beat_fallbacks} clips had no detectable beats (fixed "
+                         "120 BPM segments used; see feature_params.json)")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# labels CSV
+
+
+def read_labels(labels_csv: str | os.PathLike) -> list[LabelRow]:
+    """Read and check a labels CSV.
+
+    Parameters
+    ----------
+    labels_csv : str or os.PathLike
+        Comma-separated, header line first; columns as in the module docstring.
+
+    Returns
+    -------
+    rows : list of LabelRow
+        In file order.
+
+    Raises
+    ------
+    DataError
+        Missing file, no ``file`` column, unknown column (named, with the accepted ones),
+        empty or duplicate file, unknown genre, target not a number in [0, 1], only some
+        of the three targets, unknown split, a training row without labels.
+    """
+    path = Path(labels_csv)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read the labels CSV ({err}): give a CSV with a 'file' "
+                        "column", path=path) from err
+    reader = csv.reader(text.splitlines())
+    header = next(reader, None)
+    if not header:
+        raise DataError("labels CSV is empty: it needs a header line with a 'file' column",
+                        path=path, line=1)
+    columns = [h.strip().lower() for h in header]
+    for name in columns:
+        if name not in LABEL_COLUMNS:
+            raise DataError(f"unknown column {name!r}: accepted columns are "
+                            f"{', '.join(LABEL_COLUMNS)}", path=path, line=1)
+    if "file" not in columns:
+        raise DataError("no 'file' column (paths relative to the audio folder): accepted "
+                        f"columns are {', '.join(LABEL_COLUMNS)}", path=path, line=1)
+    dup = [c for c, n in Counter(columns).items() if n > 1]
+    if dup:
+        raise DataError(f"column {dup[0]!r} appears twice", path=path, line=1)
+    rows: list[LabelRow] = []
+    seen: dict[str, int] = {}
+    for lineno, fields_ in enumerate(reader, start=2):
+        if not any(f.strip() for f in fields_):
+            continue
+        if len(fields_) != len(columns):
+            raise DataError(f"row has {len(fields_)} fields, the header {len(columns)}: fix "
+                            "the row (quote file names that hold commas)", path=path,
+                            line=lineno)
+        rec = {c: f.strip() for c, f in zip(columns, fields_)}
+        row = _parse_row(rec, path, lineno)
+        if row.file in seen:
+            raise DataError(f"file {row.file!r} is listed twice (first on line "
+                            f"{seen[row.file]}): keep one row", path=path, line=lineno)
+        seen[row.file] = lineno
+        rows.append(row)
+    return rows
+
+
+def _parse_row(rec: dict[str, str], path: Path, lineno: int) -> LabelRow:
+    file = rec["file"].replace("\\", "/")
+    if not file:
+        raise DataError("empty 'file' value: give the audio path relative to the audio "
+                        "folder", path=path, line=lineno)
+    genre = None
+    if rec.get("genre"):
+        genre = _GENRE_BY_KEY.get(rec["genre"].lower())
+        if genre is None:
+            raise DataError(f"unknown genre {rec['genre']!r}: use one of "
+                            f"{', '.join(GENRES20)}", path=path, line=lineno)
+    given = {t: rec[t] for t in TARGETS if rec.get(t)}
+    if given and len(given) != len(TARGETS):
+        missing = [t for t in TARGETS if t not in given]
+        raise DataError(f"only some affect labels are given ({', '.join(missing)} missing): "
+                        f"give all of {', '.join(TARGETS)} or none", path=path, line=lineno)
+    targets: dict[str, float] = {}
+    for name, text in given.items():
+        try:
+            value = float(text)
+        except ValueError:
+            raise DataError(f"{name} {text!r} is not a number", path=path,
+                            line=lineno) from None
+        if math.isnan(value) or not 0.0 <= value <= 1.0:
+            raise DataError(f"{name} = {text} is outside [0, 1]", path=path, line=lineno)
+        targets[name] = value
+    split = rec.get("split", "").lower() or None
+    if split is not None and split not in SPLITS:
+        raise DataError(f"unknown split {rec['split']!r}: use train, test or leave it empty",
+                        path=path, line=lineno)
+    if split == "train" and genre is None and not targets:
+        raise DataError("a training clip needs labels (genre or valence/energy/danceability)"
+                        ": add them or set split to test", path=path, line=lineno)
+    return LabelRow(file=file, line=lineno, genre=genre, targets=targets, split=split,
+                    group=rec.get("group") or None)
+
+
+# ---------------------------------------------------------------------------------------
+# split
+
+
+def assign_splits(rows: Sequence[LabelRow], *, test_fraction: float = 0.2,
+                  seed: int = 0) -> list[str]:
+    """Train/test split of the rows: seeded, stratified by genre, whole groups together.
+
+    Rows with a ``split`` keep it (and so do the other rows of their group); unlabelled rows
+    are test clips. The other groups (a row without ``group`` is its own group) are shuffled
+    per stratum (the group's most common genre; one stratum for affect-only rows) and taken
+    into test while that does not take the stratum's test count further from
+    ``round(test_fraction * n_clips)``.
+
+    Returns
+    -------
+    splits : list of str
+        "train" or "test" per row.
+
+    Raises
+    ------
+    ConfigError
+        ``test_fraction`` not in [0, 1).
+    DataError
+        A group has rows with both splits given.
+    """
+    if not 0.0 <= test_fraction < 1.0:
+        raise ConfigError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        groups[row.group if row.group is not None else f"\0{row.file}"].append(i)
+    out: list[str | None] = [None] * len(rows)
+    strata: dict[str, list[str]] = defaultdict(list)
+    for key, members in sorted(groups.items()):
+        fixed = {rows[i].split for i in members if rows[i].split}
+        fixed |= {"test" for i in members if not rows[i].genre and not rows[i].targets}
+        if len(fixed) > 1:
+            lines = ", ".join(str(rows[i].line) for i in members)
+            raise DataError(f"group {key!r} (lines {lines}) has clips in both train and "
+                            "test: a group stays on one side; fix its split values")
+        if fixed:
+            value = fixed.pop()
+            for i in members:
+                out[i] = value
+            continue
+        genres = Counter(rows[i].genre or "" for i in members)
+        strata[genres.most_common(1)[0][0]].append(key)
+    rng = np.random.default_rng(seed)
+    for stratum in sorted(strata):
+        keys = strata[stratum]
+        order = rng.permutation(len(keys))
+        total = sum(len(groups[k]) for k in keys)
+        target = round(test_fraction * total)
+        n_test = 0
+        for j in order:
+            members = groups[keys[j]]
+            take = target > 0 and abs(n_test + len(members) - target) <= abs(n_test - target)
+            n_test += len(members) if take else 0
+            for i in members:
+                out[i] = "test" if take else "train"
+    return [s if s is not None else "train" for s in out]
+
+
+# ---------------------------------------------------------------------------------------
+# work items
+
+
+@dataclass(frozen=True)
+class _Task:
+    id: int
+    source: str
+    dests: dict[str, tuple[str, ...]]  # rate -> destination paths
+
+
+def _init_worker() -> None:
+    """One BLAS/OpenMP/numba thread per worker process (the pool gives the parallelism)."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "NUMBA_NUM_THREADS"):
+        os.environ[var] = "1"
+    from threadpoolctl import threadpool_limits
+
+    global _THREAD_LIMITS
+    _THREAD_LIMITS = threadpool_limits(limits=1)
+
+
+_THREAD_LIMITS: Any = None
+
+
+def _save_atomic(path: Path, a: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, a)
+    os.replace(tmp, path)
+
+
+def _run_task(task: _Task, params: dict[str, Any]) -> tuple[int, str | None, dict[str, Any]]:
+    """Extract one clip and write it to all its destinations. Returns (id, error, info)."""
+    try:
+        out = extract_file(task.source, params=FeatureParams.from_dict(params))
+    except DataError as err:
+        return task.id, str(err).removeprefix(f"{task.source}: "), {}
+    except (ValueError, RuntimeError, MemoryError) as err:  # librosa's ParameterError, ...
+        log.debug("feature extraction failed for %s", task.source, exc_info=True)
+        return task.id, f"feature extraction failed ({type(err).__name__}: {err})", {}
+    for rate, paths in task.dests.items():
+        for p in paths:
+            _save_atomic(Path(p), out[rate])
+    return task.id, None, out["info"]
+
+
+# ---------------------------------------------------------------------------------------
+# the build
+
+
+def build_dataset(audio_dir: str | os.PathLike, out: str | os.PathLike, *,
+                  labels_csv: str | os.PathLike, test_fraction: float = 0.2, seed: int = 0,
+                  jobs: int | None = None, clip_seconds: float = 30.0,
+                  length_rule: str = "crop", resume: bool = True,
+                  params: FeatureParams | None = None, progress: bool | None = None
+                  ) -> BuildReport:
+    """Extract the dataset's features from a folder of audio files into the Kaggle layout.
+
+    Parameters
+    ----------
+    audio_dir : str or os.PathLike
+        Folder the ``file`` column of the labels CSV is relative to.
+    out : str or os.PathLike
+        Data root to write (created); it then loads with :mod:`musicaffect.data`.
+    labels_csv : str or os.PathLike
+        See :func:`read_labels`.
+    test_fraction : float in [0, 1)
+        Share of the clips (per genre) put in the test split when ``split`` is not given.
+    seed : int
+        Seed of the split.
+    jobs : int or None
+        Worker processes (None: ``os.cpu_count()``; 1: in this process).
+    clip_seconds : float
+        Clip length of the length rule.
+    length_rule : {"crop", "pad", "keep"}
+        See :func:`musicaffect.features.audio.apply_length_rule`.
+    resume : bool
+        Skip clips already built with the same parameters (False: recompute all).
+    params : FeatureParams, optional
+        Other feature parameters (``clip_seconds`` and ``length_rule`` above win).
+    progress : bool or None
+        Show a progress bar (None: only on a terminal).
+
+    Returns
+    -------
+    report : BuildReport
+
+    Raises
+    ------
+    DataError
+        Missing audio folder, bad labels CSV (see :func:`read_labels`), or ``out`` holding
+        a dataset that this function did not build.
+    """
+    t0 = time.perf_counter()
+    audio_dir, out = Path(audio_dir), Path(out)
+    if not audio_dir.is_dir():
+        raise DataError("audio folder does not exist: give the folder the labels CSV's "
+                        "'file' paths are relative to", path=audio_dir)
+    params = replace(params or FeatureParams(), clip_seconds=clip_seconds,
+                     length_rule=length_rule)
+    rows = read_labels(labels_csv)
+    splits = assign_splits(rows, test_fraction=test_fraction, seed=seed)
+    _check_out(out)
+    params_file = out / PARAMS_FILE
+    same_params = _same_params(params_file, params)
+    if resume and not same_params and params_file.exists():
+        log.warning("%s: built with other feature parameters; rebuilding every clip",
+                    params_file)
+    if not same_params:
+        _remove_own_clips(out, keep=set())
+    resume = resume and same_params
+    out.mkdir(parents=True, exist_ok=True)
+    params.write(params_file)
+    _remove_temps(out)
+
+    ids = _assign_ids([r.file for r in rows], out / CLIPS_FILE if resume else None)
+    report = BuildReport(out=out, params_file=params_file)
+    planned: set[Path] = set()
+    tasks: list[_Task] = []
+    status: dict[int, str] = {}
+    for row, split in zip(rows, splits):
+        cid = ids[row.file]
+        dests = {rate: tuple(out / FOLDERS[ds, rate] / split / f"{cid}{CLIP_SUFFIX}"
+                             for ds in row.datasets) for rate in RATES}
+        planned.update(p for ps in dests.values() for p in ps)
+        source = audio_dir / row.file
+        if not source.is_file():
+            report.errors.append((row.file, "file not found: check the path in the labels "
+                                            f"CSV (line {row.line}), relative to {audio_dir}"))
+            status[cid] = "failed"
+        elif resume and _reuse(dests, out, cid):
+            status[cid] = "ok"
+            report.skipped += 1
+        else:
+            tasks.append(_Task(cid, os.fspath(source),
+                               {rate: tuple(map(os.fspath, ps)) for rate, ps in dests.items()}))
+    for ds in {ds for row in rows for ds in row.datasets}:
+        for rate in RATES:
+            for split in SPLITS:
+                (out / FOLDERS[ds, rate] / split).mkdir(parents=True, exist_ok=True)
+    _remove_own_clips(out, keep=planned)
+
+    file_of = {ids[r.file]: r.file for r in rows}
+    for cid, err, info in _run_all(tasks, params, jobs=jobs, progress=progress):
+        if err is None:
+            status[cid] = "ok"
+            report.done += 1
+            report.beat_fallbacks += bool(info.get("beat_fallback"))
+        else:
+            status[cid] = "failed"
+            report.errors.append((file_of[cid], err))
+    report.failed = len(report.errors)
+
+    ok_rows = [(r, s) for r, s in zip(rows, splits) if status.get(ids[r.file]) == "ok"]
+    _write_label_files(out, ok_rows, ids, {ds for r in rows for ds in r.datasets})
+    for row, split in ok_rows:
+        for ds in row.datasets:
+            key = f"{ds}/{split}"
+            report.counts[key] = report.counts.get(key, 0) + 1
+    report.clips_file = _write_clips(out / CLIPS_FILE, rows, splits, ids, status)
+    report.errors_file = _write_errors(out / ERRORS_FILE, report.errors)
+    report.seconds = time.perf_counter() - t0
+    log.info("%s", report.summary())
+    return report
+
+
+def _run_all(tasks: list[_Task], params: FeatureParams, *, jobs: int | None,
+             progress: bool | None) -> Iterable[tuple[int, str | None, dict[str, Any]]]:
+    """Run the tasks (in a process pool when jobs > 1), yielding results as they finish."""
+    if not tasks:
+        return
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
+    p = params.to_dict()
+    bar = tqdm(total=len(tasks), desc="build-dataset", unit="clip",
+               disable=None if progress is None else not progress)
+    with bar:
+        if jobs == 1:
+            for task in tasks:
+                yield _run_task(task, p)
+                bar.update()
+            return
+        warm_up()  # forked workers inherit librosa's compiled code instead of compiling it
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker) as pool:
+            futures = {pool.submit(_run_task, t, p): t for t in tasks}
+            for fut in as_completed(futures):
+                task = futures[fut]
+                try:
+                    result = fut.result()
+                except BrokenProcessPool as err:
+                    result = (task.id, f"worker process died ({err}): the file may be too "
+                                       "large for memory; retry with --jobs 1", {})
+                bar.update()
+                yield result
+
+
+def _check_out(out: Path) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise DataError("output is not a folder: choose a folder to write the dataset to",
+                        path=out)
+    ours = (out / PARAMS_FILE).exists() or (out / CLIPS_FILE).exists()
+    if not ours and any((out / f).exists() for f in FOLDERS.values()):
+        raise DataError("output holds a dataset that build-dataset did not write: choose an "
+                        "empty or new folder (nothing was changed)", path=out)
+
+
+def _same_params(params_file: Path, params: FeatureParams) -> bool:
+    if not params_file.is_file():
+        return False
+    try:
+        return FeatureParams.read(params_file) == params
+    except (DataError, ConfigError, TypeError):
+        return False
+
+
+def _own_dirs(out: Path) -> Iterable[Path]:
+    for folder in FOLDERS.values():
+        for split in SPLITS:
+            d = out / folder / split
+            if d.is_dir():
+                yield d
+
+
+def _remove_own_clips(out: Path, *, keep: set[Path]) -> None:
+    """Remove clip files written by an earlier build that this build does not plan."""
+    removed = 0
+    for d in _own_dirs(out):
+        for p in d.iterdir():
+            if _OWN_CLIP.match(p.name) and p not in keep:
+                p.unlink()
+                removed += 1
+    if removed:
+        log.info("%s: removed %d clip files of an earlier build", out, removed)
+
+
+def _remove_temps(out: Path) -> None:
+    for d in _own_dirs(out):
+        for p in d.glob(".*.tmp"):
+            p.unlink(missing_ok=True)
+
+
+def _reuse(dests: dict[str, tuple[Path, ...]], out: Path, cid: int) -> bool:
+    """True when all destinations exist, filling missing ones from an earlier build's copy
+    of the same clip (split or label change)."""
+    for rate, paths in dests.items():
+        missing = [p for p in paths if not p.is_file()]
+        if not missing:
+            continue
+        name = f"{cid}{CLIP_SUFFIX}"
+        sources = [out / FOLDERS[ds, rate] / s / name for ds in ("genre", "multitask")
+                   for s in SPLITS]
+        found = next((s for s in sources if s.is_file()), None)
+        if found is None:
+            return False
+        for p in missing:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+            shutil.copyfile(found, tmp)
+            os.replace(tmp, p)
+    return True
+
+
+def _assign_ids(files: Sequence[str], clips_file: Path | None) -> dict[str, int]:
+    """Integer ids in sorted file order, keeping the ids of an earlier build's clips."""
+    old: dict[str, int] = {}
+    if clips_file is not None and clips_file.is_file():
+        with open(clips_file, newline="", encoding="utf-8") as f:
+            for rec in csv.DictReader(f):
+                if rec.get("id", "").isdigit() and rec.get("file"):
+                    old[rec["file"]] = int(rec["id"])
+    ids = {f: old[f] for f in files if f in old}
+    next_id = max(old.values(), default=-1) + 1
+    for f in sorted(files):
+        if f not in ids:
+            ids[f] = next_id
+            next_id += 1
+    return ids
+
+
+def _write_text_atomic(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.10g}"
+
+
+def _write_label_files(out: Path, ok_rows: list[tuple[LabelRow, str]], ids: dict[str, int],
+                       datasets: set[str]) -> None:
+    ordered = sorted(ok_rows, key=lambda rs: ids[rs[0].file])
+    if "genre" in datasets:
+        for rate in RATES:
+            for split in SPLITS:
+                suffix = GENRE_LABEL_SUFFIX[rate, split]
+                lines = ["Id\tGenre"] + [f"{ids[r.file]}{suffix}\t{r.genre}"
+                                         for r, s in ordered if r.genre and s == split]
+                _write_text_atomic(out / FOLDERS["genre", rate] / f"{split}_labels.txt",
+                                   "\n".join(lines) + "\n")
+    if "multitask" in datasets:
+        lines = [",".join(("Id",) + TARGETS)] + [
+            ",".join([str(ids[r.file])] + [_fmt(r.targets[t]) for t in TARGETS])
+            for r, s in ordered if r.targets and s == "train"]
+        for rate in RATES:
+            _write_text_atomic(out / FOLDERS["multitask", rate] / "train_labels.txt",
+                               "\n".join(lines) + "\n")
+
+
+def _write_clips(path: Path, rows: Sequence[LabelRow], splits: Sequence[str],
+                 ids: dict[str, int], status: dict[int, str]) -> Path:
+    header = ["id", "file", "split", "group", "genre", *TARGETS, "datasets", "status"]
+    lines = [",".join(header)]
+    for row, split in sorted(zip(rows, splits), key=lambda rs: ids[rs[0].file]):
+        cid = ids[row.file]
+        fields_ = [str(cid), row.file, split, row.group or "", row.genre or "",
+                   *(_fmt(row.targets[t]) if row.targets else "" for t in TARGETS),
+                   "+".join(row.datasets), status.get(cid, "failed")]
+        lines.append(_csv_line(fields_))
+    return _write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def _write_errors(path: Path, errors: list[tuple[str, str]]) -> Path:
+    lines = ["file,reason"] + [_csv_line([f, r]) for f, r in sorted(errors)]
+    return _write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def _csv_line(fields_: Sequence[str]) -> str:
+    return ",".join(f'"{f.replace(chr(34), chr(34) * 2)}"' if any(c in f for c in ',"\n')
+                    else f for f in fields_)
