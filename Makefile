@@ -9,7 +9,7 @@ DEMO   ?= demo-output
 # set TORCH_SPEC="torch" (or another version) on a GPU machine.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup setup-scores demo test lint bench clean
 
 $(BIN)/musicaffect: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ $(BIN)/musicaffect: pyproject.toml
 	@touch $@
 
 setup: $(BIN)/musicaffect
+
+# the real-music sample (`musicaffect sample-data --source scores`): music21 + a SoundFont
+# renderer; tinysoundfont is the fastest renderer and declares pyaudio, which offline
+# rendering never uses (it needs PortAudio headers to build), hence --no-deps
+setup-scores: setup
+	$(BIN)/pip install --quiet -e ".[scores]"
+	$(BIN)/pip install --quiet --no-deps "tinysoundfont>=0.3.7"
 
 demo: setup
 	$(BIN)/musicaffect lab --sample $(DEMO)/sample-data --out $(DEMO) --budget quick

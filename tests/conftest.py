@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
+import numpy as np  # noqa: I001
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# as the CLI does: idle OpenMP threads sleep rather than spin (see musicaffect.cli)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture

@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from musicaffect.data.arrays import load_array
-from musicaffect.data.cache import COMPLETE_MARKER, ClipStore, default_cache_dir, store_dir
+from musicaffect.data.cache import (
+    COMPLETE_MARKER,
+    ClipStore,
+    default_cache_dir,
+    prune_orphans,
+    store_dir,
+)
 from musicaffect.data.dataset import SpectrogramDataset
 from musicaffect.data.labels import CLASS_MAPPING
 from musicaffect.errors import DataError
@@ -134,3 +140,15 @@ def test_corrupt_clip_is_recorded_and_raised_on_use(root, tmp_path):
     assert ds.skipped == [(str(bad), store.bad[cid])]
     uncached = SpectrogramDataset(root_str, rate="beat", use_cache=False, skip_bad=True)
     assert uncached.ids == ds.ids and uncached.skipped[0][0] == str(bad)
+
+
+def test_caches_of_deleted_folders_are_pruned(root, tmp_path):
+    cache = tmp_path / "cache"
+    other = tmp_path / "other"
+    shutil.copytree(root, other)
+    ClipStore(other / FOLDER / "test", cache_dir=cache, progress=False)
+    ClipStore(_source(root), cache_dir=cache, progress=False)
+    assert len(list(cache.iterdir())) == 2
+    shutil.rmtree(other)
+    assert prune_orphans(cache) == [store_dir(other / FOLDER / "test", cache_dir=cache)]
+    assert [p.name for p in cache.iterdir()] == [store_dir(_source(root), cache_dir=cache).name]

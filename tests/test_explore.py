@@ -11,13 +11,14 @@ import pytest
 
 from musicaffect.cli import main
 from musicaffect.data.labels import CLASSES, GENRES20
-from musicaffect.explore import run_explore
+from musicaffect.data.layout import index_clips
+from musicaffect.explore import pick_two_clips, run_explore
 
 
 @pytest.fixture(scope="module")
 def explored(sample_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("explore")
-    return out, run_explore(sample_root, out, seed=3)
+    return out, run_explore(sample_root, out, seed=3, dpi=40)
 
 
 def test_explore_writes_figures_and_summaries(explored):
@@ -53,22 +54,26 @@ def test_explore_counts_before_and_after_mapping(explored):
     assert after["Rock"] == before["Rock"] + before["Psych-Rock"] + before["Post-Rock"]
 
 
-def test_explore_is_seeded(sample_root, tmp_path, explored):
+def test_explore_is_seeded(sample_root, explored):
     _, result = explored
-    again = run_explore(sample_root, tmp_path, seed=3)
-    assert [c["id"] for c in again["clips"]] == [c["id"] for c in result["clips"]]
+    records = index_clips(sample_root, split="train", mapped=False)
+    again = pick_two_clips(records, seed=3)
+    assert [r.id for r in again] == [c["id"] for c in result["clips"]]
+    other_seeds = {tuple(r.id for r in pick_two_clips(records, seed=s)) for s in range(5)}
+    assert len(other_seeds) > 1
 
 
 def test_cli_explore(sample_root, tmp_path, capsys):
-    assert main(["explore", sample_root, "--out", str(tmp_path / "ex"), "--seed", "1"]) == 0
+    assert main(["explore", sample_root, "--out", str(tmp_path / "ex"), "--seed", "1",
+                 "--dpi", "40"]) == 0
     printed = capsys.readouterr().out
     assert "SYNTHETIC" in printed and "mel full (128, " in printed
     assert (tmp_path / "ex" / "summary.md").is_file()
 
 
-def test_cli_explore_missing_root_is_a_clear_error(tmp_path, caplog):
+def test_cli_explore_missing_root_is_a_clear_error(tmp_path, capsys):
     assert main(["explore", str(tmp_path / "none"), "--out", str(tmp_path / "ex")]) == 2
-    assert "data root does not exist" in caplog.text
+    assert "data root does not exist" in capsys.readouterr().err
 
 
 def test_cli_sample_data(tmp_path, capsys):

@@ -188,6 +188,21 @@ def test_extract_matches_direct_librosa_calls(extracted, y_music):
     assert extracted["info"]["n_beats"] == len(beats)
 
 
+@pytest.mark.parametrize(("shape", "k"), [((6, 50), 31), ((4, 17), 31), ((3, 5), 3), ((2, 1), 31)])
+def test_median_filter_rows_equals_scipy(rng, shape, k):
+    import scipy.ndimage
+
+    X = rng.random(shape).astype(np.float32)
+    X[:, ::3] = X[:, :1]  # ties
+    expected = scipy.ndimage.median_filter(X, size=(1, k), mode="reflect")
+    np.testing.assert_array_equal(fa.median_filter_rows(X, kernel_size=k), expected)
+
+
+def test_hpss_percussive_equals_librosa(y_music):
+    D = librosa.stft(y_music[: 2 * SR])
+    np.testing.assert_array_equal(fa.hpss_percussive(D), librosa.decompose.hpss(D)[1])
+
+
 def test_fused_and_beat_sync_agree_with_extract(extracted, y_music):
     full = fa.fused(y_music, sr=SR)
     np.testing.assert_array_equal(full, extracted["full"])

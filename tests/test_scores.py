@@ -209,7 +209,10 @@ def test_score_data_reads_pickup_beats_and_chord_symbols():
     bar = m21.stream.Measure(number=1)
     bar.append(m21.harmony.ChordSymbol("C"))
     bar.append(m21.note.Note("C5", quarterLength=2))
-    bar.append(m21.note.Note("E5", quarterLength=1))
+    g7 = m21.harmony.ChordSymbol("G7")
+    g7.offset = 2.0
+    bar.insert(2.0, g7)
+    bar.insert(2.0, m21.note.Note("E5", quarterLength=1))
     part.append(bar)
     score = m21.stream.Score([part])
     data = S.score_data(score)
@@ -218,7 +221,7 @@ def test_score_data_reads_pickup_beats_and_chord_symbols():
     np.testing.assert_allclose(data.measures, [[0, 1], [1, 4]])
     np.testing.assert_allclose(data.beats, [0, 1, 2, 3])
     assert data.beat_q == 1.0 and data.total_q == 4.0
-    assert data.chords == [(1.0, (0, 4, 7))]
+    assert data.chords == [(1.0, (0, 4, 7)), (3.0, (7, 2, 5, 11))]  # root first
 
 
 def _renderer() -> str:

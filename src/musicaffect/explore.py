@@ -75,7 +75,7 @@ def _summary_markdown(result: dict[str, Any]) -> str:
 
 
 def run_explore(root: str | os.PathLike, out_dir: str | os.PathLike, *,
-                seed: int = 0) -> dict[str, Any]:
+                seed: int = 0, dpi: int = 110) -> dict[str, Any]:
     """Run lab steps 1-4 on a data root and write figures and a summary.
 
     Parameters
@@ -87,6 +87,8 @@ def run_explore(root: str | os.PathLike, out_dir: str | os.PathLike, *,
         ``chroma_beat.png``, ``class_histograms.png``, ``summary.md`` and ``summary.json``.
     seed : int
         Picks the two clips.
+    dpi : int
+        Resolution of the PNG files.
 
     Returns
     -------
@@ -136,20 +138,20 @@ def run_explore(root: str | os.PathLike, out_dir: str | os.PathLike, *,
                                              for t, a in zip(titles, arrays)],
                                     kind=kind, beat=rate == "beat")
         path = out / f"{key}.png"
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=dpi)
         figures[key] = str(path)
 
     before, after = class_counts(train)
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 4.2), layout="constrained")
+    fig = Figure(figsize=(12, 4.2), layout="tight")
     ax_before, ax_after = fig.subplots(1, 2, width_ratios=[2, 1])
     dropped = [g for g, c in CLASS_MAPPING.items() if c is None]
-    plot_class_histogram(before, title="training clips per genre, before mapping (20)",
-                         ax=ax_before, dropped=dropped)
+    plot_class_histogram(before, ax=ax_before, dropped=dropped,
+                         title="training clips per genre, before mapping (20; grey = dropped)")
     plot_class_histogram(after, title="after mapping (10 classes)", ax=ax_after)
     path = out / "class_histograms.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     figures["class_histograms"] = str(path)
 
     result: dict[str, Any] = {

@@ -47,7 +47,7 @@ def predict_test(runs: list[str | Path], data_root: str | Path, *, batch_size: i
             raise CheckpointError(f"{ckpt['path']}: a genre model cannot make an affect "
                                   "submission; give a multitask or regression run")
         ds = SpectrogramDataset(data_root, dataset="multitask", rate=cfg.data.rate,
-                                split="test", view=cfg.data.view, tasks=(),
+                                split="test", view=cfg.data.view, tasks="all",
                                 cache_dir=cfg.data.cache_dir, use_cache=cfg.data.use_cache,
                                 skip_bad=cfg.data.skip_bad)
         res = predict_outputs(model.to(dev), make_loader(ds, None, batch_size=batch_size,

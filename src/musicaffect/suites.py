@@ -29,13 +29,22 @@ log = logging.getLogger(__name__)
 #: Budget name -> config overrides applied on top of every preset.
 BUDGETS: dict[str, dict] = {
     # for tests: one short epoch of tiny models
-    "tiny": {"train": {"epochs": 1, "patience": 0, "max_batches_per_epoch": 2}},
+    "tiny": {"train": {"epochs": 1, "patience": 0, "max_batches_per_epoch": 2},
+             "data": {"max_length": 256}},
     # for the demo on the bundled sample data (minutes on 2 CPU cores)
     "quick": {"train": {"epochs": 4, "patience": 0, "max_batches_per_epoch": 6}},
     # the presets as written (the lab's 30 epochs, patience 5)
     "standard": {},
     # longer training for real data on a GPU
     "full": {"train": {"epochs": 80, "patience": 12}},
+}
+
+#: Budget name -> model parameters that shrink each registered model (smoke runs only).
+BUDGET_MODEL_PARAMS: dict[str, dict[str, dict]] = {
+    "tiny": {"lstm": {"hidden_size": 16},
+             "cnn": {"channels": [4, 8, 8, 8], "embed_dim": 16},
+             "cnn_res": {"stem_channels": 4, "channels": [4, 8, 8, 8], "freq_dim": 16,
+                         "embed_dim": 16}},
 }
 
 #: Lab report rows: preset -> (label, features, reference accuracy, reference macro-F1)
@@ -153,7 +162,11 @@ def _cfg(preset: str, budget: str, overrides: list[str] | None, extra: dict | No
         merged = deep_merge(merged, extra)
     if name:
         merged["name"] = name
-    return load_config(preset, overrides, extra=merged)
+    cfg = load_config(preset, overrides, extra=merged)
+    shrink = BUDGET_MODEL_PARAMS.get(budget, {}).get(cfg.model.name)
+    if shrink:
+        cfg.model.params = {**cfg.model.params, **shrink}
+    return cfg
 
 
 def _is_synthetic(data_root) -> bool:

@@ -6,13 +6,20 @@ its sub-commands; every sub-command sets ``func(args) -> int``.
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import logging
-import sys
+import os
 
-from musicaffect import __version__
-from musicaffect.errors import MusicAffectError
+# Idle OpenMP threads sleep instead of spinning: on a busy CPU (or with several training
+# processes on one machine) spinning threads make small RNN/CNN steps many times slower.
+# Read once when torch starts, so it is set before anything imports torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+from musicaffect import __version__  # noqa: E402
+from musicaffect.errors import MusicAffectError  # noqa: E402
 
 log = logging.getLogger("musicaffect")
 

@@ -22,7 +22,7 @@ def _sample_data(args: argparse.Namespace) -> int:
 def _explore(args: argparse.Namespace) -> int:
     from musicaffect.explore import run_explore
 
-    result = run_explore(args.data_root, args.out, seed=args.seed)
+    result = run_explore(args.data_root, args.out, seed=args.seed, dpi=args.dpi)
     if result["synthetic"]:
         print("note: this data root holds SYNTHETIC sample data")
     for clip in result["clips"]:
@@ -61,4 +61,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data_root", metavar="DATA_ROOT", help="data root (Kaggle layout)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for PNGs and summary")
     p.add_argument("--seed", type=int, default=0, help="picks the two clips (default 0)")
+    p.add_argument("--dpi", type=int, default=110, help="resolution of the PNG files")
     p.set_defaults(func=_explore)

@@ -1,9 +1,54 @@
-"""Command group (placeholder until its commands are implemented)."""
+"""Model commands: ``export`` (a trained network to ONNX or TorchScript)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this group's sub-commands to ``sub``."""
+    from musicaffect.export import FORMATS
+
+    p = sub.add_parser(
+        "export",
+        help="write a trained network as ONNX or TorchScript",
+        description="Export the network of a checkpoint (input normalisation, backbone and "
+                    "heads; the audio feature front-end stays in Python). Inputs: x (B, T, F) "
+                    "float32 features and lengths (B,) int64; outputs: embedding and one per "
+                    "task (logits or regression values). The file is checked against PyTorch.",
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt checkpoint or a run folder")
+    p.add_argument("--format", dest="fmt", choices=sorted(FORMATS), default="onnx",
+                   help="export format (default: onnx)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output file (default: next to the checkpoint, suffix .onnx or "
+                        ".torchscript.pt)")
+    p.add_argument("--which", choices=("best", "last"), default="best",
+                   help="checkpoint to use when CHECKPOINT is a run folder (default: best)")
+    p.add_argument("--example-length", type=int, default=64,
+                   help="time length of the tracing example (any length works afterwards)")
+    p.set_defaults(func=cmd_export)
+
+
+def default_export_path(checkpoint: str | Path, fmt: str) -> Path:
+    """``run/checkpoints/best.pt`` -> ``run/checkpoints/best.onnx`` (or ``.torchscript.pt``)."""
+    from musicaffect.export import FORMATS
+
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.name.removesuffix(".pt") + FORMATS[fmt])
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Load the checkpoint, export it, print the written path."""
+    from musicaffect.export import export_model
+    from musicaffect.training.checkpoint import load_model
+
+    model, ckpt = load_model(args.checkpoint, which=args.which)
+    out = args.out or default_export_path(ckpt["path"], args.fmt)
+    meta = {"classes": ckpt.get("classes"), "data": ckpt.get("data"),
+            "checkpoint": str(ckpt["path"]), "epoch": ckpt.get("epoch")}
+    path = export_model(model, out, fmt=args.fmt, example_length=args.example_length,
+                        metadata=meta)
+    print(path)
+    return 0

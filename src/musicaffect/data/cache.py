@@ -84,6 +84,31 @@ def _remove_stale_temps(final: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def prune_orphans(cache_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Remove caches whose source folder no longer exists (e.g. deleted temporary data).
+
+    Returns the removed cache folders.
+    """
+    base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    removed = []
+    if not base.is_dir():
+        return removed
+    for entry in base.iterdir():
+        index_file = entry / INDEX_FILE
+        if entry.name.startswith(".") or not index_file.is_file():
+            continue
+        try:
+            source = json.loads(index_file.read_text()).get("source")
+        except (OSError, ValueError):
+            continue
+        if source and not Path(source).is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    if removed:
+        log.info("removed %d caches of folders that no longer exist", len(removed))
+    return removed
+
+
 class ClipStore:
     """Memory-mapped float32 clips of one split folder, stored time-major.
 
@@ -161,6 +186,7 @@ class ClipStore:
         final = self.path
         final.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(final)
+        prune_orphans(final.parent)
         tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         log.info("building the clip cache of %s in %s (once; later reads are memory-mapped)",
@@ -191,9 +217,9 @@ class ClipStore:
                     offset += a.shape[1]
                 fh.flush()
                 os.fsync(fh.fileno())
-            index = {"version": FORMAT_VERSION, "fingerprint": fp, "source": str(self.source),
-                     "n_rows": N_ROWS, "ids": ids, "offsets": offsets, "lengths": lengths,
-                     "bad": bad, "sources": sources}
+            index = {"version": FORMAT_VERSION, "fingerprint": fp,
+                     "source": str(self.source.resolve()), "n_rows": N_ROWS, "ids": ids,
+                     "offsets": offsets, "lengths": lengths, "bad": bad, "sources": sources}
             (tmp / INDEX_FILE).write_text(json.dumps(index))
             (tmp / COMPLETE_MARKER).write_text("ok\n")  # last: the build is complete
             self._replace(tmp, final)

@@ -25,7 +25,9 @@ import gzip
 import io
 import logging
 import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -258,11 +260,11 @@ def _make_clip(rng: np.random.Generator, clip: _Clip) -> tuple[np.ndarray, np.nd
 
 
 def _save(path: Path, array: np.ndarray, *, gz: bool) -> None:
+    """``np.save`` the array, gzip-wrapped when ``gz`` (byte-identical across runs)."""
     if gz:
         buf = io.BytesIO()
         np.save(buf, array)
-        with gzip.open(path, "wb", compresslevel=1) as fh:
-            fh.write(buf.getvalue())
+        path.write_bytes(gzip.compress(buf.getvalue(), compresslevel=1, mtime=0))
     else:
         np.save(path, array)
 
@@ -381,24 +383,30 @@ def write_sample_dataset(root: str | os.PathLike, *, size: str = "small", seed: 
         for rate in ("full", "beat"):
             for split in ("train", "test"):
                 (root / FOLDERS[dataset, rate] / split).mkdir(parents=True, exist_ok=True)
-    (root / SYNTHETIC_MARKER).write_text(SYNTHETIC_TEXT.format(size=size, seed=seed, ext=ext))
 
     jobs = list(_iter_jobs(size, rng))
     genre_rows: dict[tuple[str, str], list[str]] = {}
     mt_rows: list[str] = []
-    for dataset, split, clip in tqdm(jobs, desc=f"writing {size} sample data", unit="clip",
-                                     disable=size == "small" or None):
-        full, beat = _make_clip(rng, clip)
-        for rate, arr in (("full", full), ("beat", beat)):
-            folder = root / FOLDERS[dataset, rate]
-            _save(folder / split / f"{clip.clip_id}.fused.full{ext}", arr, gz=gz)
-            if dataset == "genre":
-                genre_rows.setdefault((rate, split), []).append(
-                    f"{_genre_label_name(clip.clip_id, rate, split)}\t{clip.genre20}")
-        if dataset == "multitask" and split == "train":
-            v, e, d = clip.affect
-            mt_rows.append(f"{clip.clip_id},{v:.6f},{e:.6f},{d:.6f}")
-
+    # compression and writing run in threads (zlib and file I/O release the GIL) while the
+    # next clip is generated; at most a few clips wait in memory
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        pending: deque[Future] = deque()
+        for dataset, split, clip in tqdm(jobs, desc=f"writing {size} sample data", unit="clip",
+                                         disable=size == "small" or None):
+            full, beat = _make_clip(rng, clip)
+            for rate, arr in (("full", full), ("beat", beat)):
+                path = root / FOLDERS[dataset, rate] / split / f"{clip.clip_id}.fused.full{ext}"
+                pending.append(pool.submit(_save, path, arr, gz=gz))
+                while len(pending) > 8:
+                    pending.popleft().result()
+                if dataset == "genre":
+                    genre_rows.setdefault((rate, split), []).append(
+                        f"{_genre_label_name(clip.clip_id, rate, split)}\t{clip.genre20}")
+            if dataset == "multitask" and split == "train":
+                v, e, d = clip.affect
+                mt_rows.append(f"{clip.clip_id},{v:.6f},{e:.6f},{d:.6f}")
+        while pending:
+            pending.popleft().result()
     for (rate, split), rows in genre_rows.items():
         text = "Id\tGenre\n" + "\n".join(rows) + "\n"
         (root / FOLDERS["genre", rate] / f"{split}_labels.txt").write_text(text)
@@ -406,5 +414,7 @@ def write_sample_dataset(root: str | os.PathLike, *, size: str = "small", seed: 
     for rate in ("full", "beat"):
         text = header + "\n" + "\n".join(mt_rows) + "\n"
         (root / FOLDERS["multitask", rate] / "train_labels.txt").write_text(text)
+    # written last: a root with the marker is complete
+    (root / SYNTHETIC_MARKER).write_text(SYNTHETIC_TEXT.format(size=size, seed=seed, ext=ext))
     log.info("wrote %s synthetic sample data (%d clips) to %s", size, len(jobs), root)
     return root

@@ -340,7 +340,7 @@ def _run_task(task: _Task, params: dict[str, Any]) -> tuple[int, str | None, dic
         out = extract_file(task.source, params=FeatureParams.from_dict(params))
     except DataError as err:
         return task.id, str(err).removeprefix(f"{task.source}: "), {}
-    except (ValueError, RuntimeError, MemoryError) as err:  # librosa's ParameterError, ...
+    except Exception as err:  # one file must never stop the batch: report it and go on
         log.debug("feature extraction failed for %s", task.source, exc_info=True)
         return task.id, f"feature extraction failed ({type(err).__name__}: {err})", {}
     for rate, paths in task.dests.items():

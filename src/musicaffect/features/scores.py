@@ -111,7 +111,7 @@ STYLES: dict[str, Style] = {s.name: s for s in (
           description="J. S. Bach, four-part chorales"),
     Style("renaissance", "Classical",
           (r"palestrina/.+\.krn", r"monteverdi/madrigal\.\d+\.\d+\.mxl"),
-          ensembles=((52,), (53,), (74, 74, 71, 70), (48,), (19,), (40, 41, 42, 42)),
+          ensembles=((52,), (53,), (74, 74, 71, 70), (48,), (19,), (40, 41, 42, 42), (0,)),
           lead_ensembles=((52, 19, 19),), beat_bpm=(55, 80), velocity=(55, 80),
           description="Palestrina mass movements and Monteverdi madrigals"),
     Style("quartet", "Classical",
@@ -320,9 +320,11 @@ def score_data(score: Any) -> ScoreData:
         rows = []
         for el in part.flatten().stripTies().notes:
             if isinstance(el, harmony.ChordSymbol):
-                pcs = tuple(sorted({p.pitchClass for p in el.pitches}))
+                pcs = list(dict.fromkeys(p.pitchClass for p in el.pitches))
                 if pcs:
-                    chords.append((float(el.offset), pcs))
+                    root = el.root().pitchClass if el.root() is not None else pcs[0]
+                    chords.append((float(el.offset),
+                                   (root, *sorted(pc for pc in pcs if pc != root))))
                 continue
             dur = float(el.quarterLength)
             if dur <= 0 or not hasattr(el, "pitches"):
@@ -332,7 +334,7 @@ def score_data(score: Any) -> ScoreData:
             notes.append(np.array(sorted(rows, key=lambda r: (r[1], -r[0])), dtype=float))
     if not notes:
         raise DataError("the score has no notes")
-    total_q = max(float(a[:, 1].max() + a[:, 2][a[:, 1].argmax()]) for a in notes)
+    total_q = max(float((a[:, 1] + a[:, 2]).max()) for a in notes)
     total_q = max(total_q, float(score.highestTime))
     measures, beats, beat_q = [], [], None
     ts = None
@@ -946,10 +948,13 @@ def render_work(work: Work, audio_dir: str | os.PathLike, *, seed: int = 0,
             programs=" ".join(map(str, arrangement.programs)), renderer=name,
             **{t: round(labels[t], 4) for t in TARGETS}))
     _write_text_atomic(sidecar, json.dumps({"clip_seconds": clip_seconds, "sr": sr,
-                                            "seed": seed,
+                                            "seed": seed, "version": RENDER_VERSION,
                                             "clips": [asdict(c) for c in clips]}, indent=1))
     return clips
 
+
+#: bump when the arrangement or rendering changes, so that resumed builds re-render
+RENDER_VERSION = 1
 
 _PC_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
@@ -960,7 +965,8 @@ def _read_sidecar(path: Path, audio_dir: Path, *, clip_seconds: float, sr: int, 
         return None
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-        if (meta["clip_seconds"], meta["sr"], meta["seed"]) != (clip_seconds, sr, seed):
+        if (meta["clip_seconds"], meta["sr"], meta["seed"], meta.get("version")) != (
+                clip_seconds, sr, seed, RENDER_VERSION):
             return None
         clips = [ClipInfo(**c) for c in meta["clips"]]
     except (ValueError, KeyError, TypeError):
@@ -1083,8 +1089,9 @@ def select_and_render(audio_dir: str | os.PathLike, *, seed: int = 0,
         got[s] = plan_windows(per_work[s], quota=quotas[s], test_fraction=test_fraction)
     for s, quota in quotas.items():
         if len(got[s]) < quota:
-            log.warning("style %s: %d of %d clips (the corpus has no more usable works)",
-                        s, len(got[s]), quota)
+            level = logging.INFO if s in multi else logging.WARNING
+            log.log(level, "style %s: %d of %d clips (its %d works give no more)", s,
+                    len(got[s]), quota, len(candidates[s]))
     return [c for s in quotas for c in sorted(got[s], key=lambda c: c.file)]
 
 

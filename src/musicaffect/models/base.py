@@ -23,6 +23,31 @@ from musicaffect.models.heads import length_mask, make_head
 STD_FLOOR = 1e-6
 
 
+@dataclasses.dataclass
+class WrapperConfig:
+    """Options of the :class:`MusicModel` wrapper, accepted in ``build_model`` params.
+
+    Attributes
+    ----------
+    head_dropout : float
+        Dropout on the embedding before the heads.
+    freq_mask, time_mask : int
+        SpecAugment-style training augmentation: each clip gets one band of up to
+        ``freq_mask`` feature bins and one span of up to ``time_mask`` steps (at most a quarter
+        of its length) set to the feature mean. 0 = off; never applied in eval mode.
+    """
+
+    head_dropout: float = 0.0
+    freq_mask: int = 0
+    time_mask: int = 0
+
+    def __post_init__(self):
+        if not 0.0 <= self.head_dropout < 1.0:
+            raise ValueError(f"head_dropout must be in [0, 1), got {self.head_dropout}")
+        if self.freq_mask < 0 or self.time_mask < 0:
+            raise ValueError("freq_mask and time_mask must be >= 0")
+
+
 def is_exporting() -> bool:
     """True while the model is being traced, scripted or exported (ONNX / torch.export).
 
@@ -45,6 +70,8 @@ class MusicModel(nn.Module):
         (logits), ``1`` a regression head ``Linear(D, 1)`` squeezed to ``(B,)``.
     head_dropout : float
         Dropout on the embedding before the heads (the returned embedding is not dropped).
+    freq_mask, time_mask : int
+        Training-time masking of the normalised input (see :class:`WrapperConfig`).
 
     Attributes
     ----------
@@ -53,13 +80,15 @@ class MusicModel(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, tasks: Mapping[str, int], *,
-                 head_dropout: float = 0.0):
+                 head_dropout: float = 0.0, freq_mask: int = 0, time_mask: int = 0):
         super().__init__()
         self.backbone = backbone
         self.n_features = int(backbone.n_features)
         self.embedding_dim = int(backbone.out_dim)
         self.head_dropout = float(head_dropout)
         self.dropout = nn.Dropout(self.head_dropout)
+        self.freq_mask = int(freq_mask)
+        self.time_mask = int(time_mask)
         self.register_buffer("mean", torch.zeros(self.n_features))
         self.register_buffer("std", torch.ones(self.n_features))
         self._backbone_frozen = False
@@ -138,8 +167,8 @@ class MusicModel(nn.Module):
         Returns
         -------
         dict
-            ``name`` (registry key), ``params`` (all backbone options and ``head_dropout``;
-            plain lists, no tuples), ``n_features`` and ``tasks``.
+            ``name`` (registry key), ``params`` (all backbone and wrapper options; plain
+            lists, no tuples), ``n_features`` and ``tasks``.
         """
         from musicaffect.models.registry import WRAPPER_PARAMS, _to_plain
 
@@ -182,6 +211,10 @@ class MusicModel(nn.Module):
         lengths = lengths.to(device=x.device, dtype=torch.long).clamp(min=1)
         mask = length_mask(lengths, x.shape[1])                 # (B, T)
         x = (x - self.mean) / self.std                          # (B, T, F)
+        if self.training and (self.freq_mask > 0 or self.time_mask > 0):
+            mask = mask & ~_random_band(lengths, x.shape[1], width=self.time_mask, quarter=True)
+            x = x.masked_fill(_random_band(lengths.new_full(lengths.shape, x.shape[2]),
+                                           x.shape[2], width=self.freq_mask).unsqueeze(1), 0.0)
         x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
         emb = self.backbone(x, lengths)                          # (B, D)
         out = {"embedding": emb}
@@ -189,3 +222,20 @@ class MusicModel(nn.Module):
         for task, head in self.heads.items():
             out[task] = head(z)
         return out
+
+
+def _random_band(sizes: torch.Tensor, n: int, *, width: int, quarter: bool = False) -> torch.Tensor:
+    """One random band per row: (B, n) bool, True on ``w`` consecutive entries.
+
+    ``w`` is uniform in ``[0, width]`` (capped at ``sizes // 4`` when ``quarter``) and the band
+    lies inside ``[0, sizes[b])``.
+    """
+    steps = torch.arange(n, device=sizes.device).unsqueeze(0)           # (1, n)
+    if width <= 0:
+        return torch.zeros(sizes.shape[0], n, dtype=torch.bool, device=sizes.device)
+    cap = sizes // 4 if quarter else sizes
+    w = (torch.rand(sizes.shape, device=sizes.device) * (torch.clamp(cap, max=width) + 1))
+    w = w.long()                                                         # (B,)
+    start = (torch.rand(sizes.shape, device=sizes.device) * (sizes - w + 1)).long()
+    start, w = start.unsqueeze(1), w.unsqueeze(1)                        # (B, 1)
+    return (steps >= start) & (steps < start + w)

@@ -50,8 +50,8 @@ class ResCNNConfig:
         Dropout before the embedding layer.
     """
 
-    stem_channels: int = 24
-    stem_pool: tuple[int, int] = (2, 2)
+    stem_channels: int = 16
+    stem_pool: tuple[int, int] = (3, 2)
     channels: tuple[int, ...] = (32, 64, 96, 128)
     time_pools: tuple[int, ...] = (2, 2, 2, 2)
     freq_pools: tuple[int, ...] = (2, 2, 2, 2)

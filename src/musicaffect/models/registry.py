@@ -5,7 +5,8 @@ user's parameters against the backbone's config dataclass, builds the backbone a
 with task heads in a :class:`~musicaffect.models.base.MusicModel`.
 
 Besides the backbone's own fields, ``params`` accepts the wrapper's options
-(:data:`WRAPPER_PARAMS`): ``head_dropout`` (dropout on the embedding before the heads).
+(:class:`~musicaffect.models.base.WrapperConfig`): ``head_dropout`` (dropout on the embedding
+before the heads) and ``freq_mask`` / ``time_mask`` (SpecAugment-style masking in training).
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from typing import Any
 from torch import nn
 
 from musicaffect.errors import ConfigError
+from musicaffect.models.base import MusicModel, WrapperConfig
 
 #: name -> (backbone class, config dataclass)
 _BACKBONES: dict[str, tuple[type[nn.Module], type]] = {}
 
-#: options of the MusicModel wrapper accepted in ``params`` next to the backbone's, with defaults
-WRAPPER_PARAMS: dict[str, float] = {"head_dropout": 0.0}
+#: options of the MusicModel wrapper accepted in ``params`` next to the backbone's
+WRAPPER_PARAMS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(WrapperConfig))
 
 
 def register_backbone(name: str, config_cls: type) -> Callable[[type[nn.Module]], type[nn.Module]]:
@@ -70,7 +72,7 @@ def model_defaults(name: str) -> dict[str, Any]:
     """Default parameters of a registered model (backbone fields + wrapper options)."""
     _, config_cls = _lookup(name)
     defaults = _to_plain(dataclasses.asdict(config_cls()))
-    defaults.update(WRAPPER_PARAMS)
+    defaults.update(dataclasses.asdict(WrapperConfig()))
     return defaults
 
 
@@ -110,10 +112,10 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+            return tuple(_coerce(v, args[0], f"{where} item {i}") for i, v in enumerate(value))
         if len(value) != len(args):
             raise ConfigError(f"{where}: expected {len(args)} items, got {value!r}")
-        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(_coerce(v, a, f"{where} item {i}") for i, (v, a) in enumerate(zip(value, args)))
     if annotation is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
@@ -141,7 +143,7 @@ def parse_config(name: str, params: Mapping[str, Any] | None) -> tuple[Any, dict
     config : dataclass instance
         The backbone's config (defaults filled in).
     wrapper : dict
-        The wrapper options (:data:`WRAPPER_PARAMS`, defaults filled in).
+        The wrapper options (fields of :class:`WrapperConfig`, defaults filled in).
 
     Raises
     ------
@@ -160,15 +162,12 @@ def parse_config(name: str, params: Mapping[str, Any] | None) -> tuple[Any, dict
                           f"parameters: {', '.join(allowed)}")
     values = {k: _coerce(v, hints[k], f"model {name!r} parameter {k!r}")
               for k, v in params.items() if k in fields}
-    wrapper = dict(WRAPPER_PARAMS)
-    for key in WRAPPER_PARAMS:
-        if key in params:
-            wrapper[key] = _coerce(params[key], float, f"model {name!r} parameter {key!r}")
-    if not 0.0 <= wrapper["head_dropout"] < 1.0:
-        raise ConfigError(f"model {name!r} parameter 'head_dropout': must be in [0, 1), "
-                          f"got {wrapper['head_dropout']}")
+    wrapper_hints = typing.get_type_hints(WrapperConfig)
+    wrapper_values = {k: _coerce(v, wrapper_hints[k], f"model {name!r} parameter {k!r}")
+                      for k, v in params.items() if k in WRAPPER_PARAMS}
     try:
         config = config_cls(**values)
+        wrapper = dataclasses.asdict(WrapperConfig(**wrapper_values))
     except ValueError as err:
         raise ConfigError(f"model {name!r}: {err}") from err
     return config, wrapper
@@ -207,7 +206,7 @@ def build_model(name: str, params: Mapping[str, Any] | None, n_features: int,
         Registered backbone (see :func:`available_models`).
     params : dict or None
         Backbone options (fields of its config dataclass) and wrapper options
-        (``head_dropout``); missing keys take their defaults.
+        (``head_dropout``, ``freq_mask``, ``time_mask``); missing keys take their defaults.
     n_features : int
         Feature size ``F`` of the input (128 mel, 12 chroma, 140 fused).
     tasks : dict[str, int]
@@ -223,8 +222,6 @@ def build_model(name: str, params: Mapping[str, Any] | None, n_features: int,
     ConfigError
         Unknown model or parameter, wrong type or value, invalid tasks.
     """
-    from musicaffect.models.base import MusicModel
-
     backbone = build_backbone(name, params, n_features)
     _, wrapper = parse_config(name, params)
-    return MusicModel(backbone, _check_tasks(tasks), head_dropout=wrapper["head_dropout"])
+    return MusicModel(backbone, _check_tasks(tasks), **wrapper)
