@@ -12,6 +12,18 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Clip caches of the test session go to a temporary folder, not ~/.cache."""
+    old = os.environ.get("MUSICAFFECT_CACHE")
+    os.environ["MUSICAFFECT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("MUSICAFFECT_CACHE", None)
+    else:
+        os.environ["MUSICAFFECT_CACHE"] = old
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

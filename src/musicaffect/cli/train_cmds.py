@@ -19,6 +19,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="shortcut for --set train.accelerator=...")
     p.add_argument("--devices", type=int, help="number of devices/processes (DDP when > 1)")
     p.add_argument("--seed", type=int, help="shortcut for --set seed=N")
+    p.add_argument("--skip-bad", action="store_true", help="skip bad label rows and clip "
+                   "files with a warning (listed in <run>/skipped.tsv) instead of stopping")
 
 
 def _overrides(args) -> list[str]:
@@ -31,6 +33,8 @@ def _overrides(args) -> list[str]:
             out.append("train.strategy=ddp")
     if getattr(args, "seed", None) is not None:
         out.append(f"seed={args.seed}")
+    if getattr(args, "skip_bad", False):
+        out.append("data.skip_bad=true")
     return out
 
 

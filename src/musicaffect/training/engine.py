@@ -381,6 +381,12 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
         log.info("resuming %s from epoch %d", run_dir, start_epoch)
     if rank0:
         save_config(cfg, run_dir / "config.yaml")
+        if data.dataset.skipped:
+            from musicaffect.data.layout import write_skipped
+
+            path = write_skipped(data.dataset.skipped, run_dir / "skipped.tsv")
+            log.warning("%d bad clip(s) or label row(s) skipped; listed in %s",
+                        len(data.dataset.skipped), path)
 
     model, optimizer = fabric.setup(model, optimizer)
     loss_fn = loss_fn.to(fabric.device)
