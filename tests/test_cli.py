@@ -169,3 +169,18 @@ def test_lab_skips_missing_folders(sample_root, tmp_path):
     assert state["affect"]["status"] == "skipped"
     assert "multitask_dataset" in state["affect"]["reason"]
     assert "Skipped" in (out / "report.md").read_text()
+
+
+def test_skip_bad_lists_what_was_skipped(sample_root, tmp_path, capsys):
+    import shutil
+    root = tmp_path / "data"
+    shutil.copytree(Path(sample_root) / "fma_genre_spectrograms_beat",
+                    root / "fma_genre_spectrograms_beat")
+    victim = sorted((root / "fma_genre_spectrograms_beat" / "train").iterdir())[0]
+    victim.write_bytes(b"not an npy file")
+    args = ["train", str(root), "--preset", "lstm-beat-mel", *TINY]
+    assert main([*args, "--out", str(tmp_path / "strict")]) == 2
+    assert victim.name in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "lenient"), "--skip-bad"]) == 0
+    skipped = (tmp_path / "lenient" / "skipped.tsv").read_text()
+    assert victim.name in skipped

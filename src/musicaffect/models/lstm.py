@@ -38,6 +38,11 @@ class LSTMConfig:
         ``"last"`` (the lab's): the last valid step; for a bidirectional LSTM the forward
         direction's last valid step concatenated with the backward direction's output at
         step 0. ``"mean"``: the mean of the outputs over the valid steps.
+    impl : {"auto", "packed", "padded"}
+        How the padded batch is run; all give the same outputs. ``"packed"``:
+        ``pack_padded_sequence`` (the lab's way). ``"padded"``: the whole padded batch, the
+        backward direction on each clip reversed within its length; several times faster on
+        CPUs, where packed sequences are slow. ``"auto"``: padded on CPU, packed elsewhere.
     """
 
     hidden_size: int = 128
@@ -45,6 +50,7 @@ class LSTMConfig:
     bidirectional: bool = False
     dropout: float = 0.2
     pooling: Literal["last", "mean"] = "last"
+    impl: Literal["auto", "packed", "padded"] = "auto"
 
     def __post_init__(self):
         if self.hidden_size < 1 or self.num_layers < 1:
@@ -106,7 +112,10 @@ class LSTMBackbone(nn.Module):
         -------
         torch.Tensor [shape=(B, D)]
         """
-        if is_exporting():
+        impl = self.config.impl
+        if impl == "auto":
+            impl = "padded" if x.device.type == "cpu" else "packed"
+        if is_exporting() or impl == "padded":
             return self.forward_padded(x, lengths)
         return self.forward_packed(x, lengths)
 

@@ -183,8 +183,15 @@ def transfer_backbone(model, checkpoint: str | Path, *, n_features: int) -> dict
             f"{src['path']}: its model reads {margs['n_features']} features per frame but this "
             f"run's view has {n_features}; transfer from a run on the same view "
             f"(it was trained on view={src['data'].get('view')}, rate={src['data'].get('rate')})")
+    from musicaffect.models.registry import WRAPPER_PARAMS
+
     mine = model.model_args()
-    if margs["name"] != mine["name"] or margs["params"] != mine["params"]:
+
+    def arch(params: dict) -> dict:
+        # wrapper options (head dropout, masking) and the LSTM's impl may differ
+        return {k: v for k, v in params.items() if k not in WRAPPER_PARAMS and k != "impl"}
+
+    if margs["name"] != mine["name"] or arch(margs["params"]) != arch(mine["params"]):
         raise CheckpointError(
             f"{src['path']}: backbone {margs['name']} {margs['params']} does not match this run's "
             f"model {mine['name']} {mine['params']}; use the same model.name and model.params")
