@@ -184,3 +184,16 @@ def test_skip_bad_lists_what_was_skipped(sample_root, tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path / "lenient"), "--skip-bad"]) == 0
     skipped = (tmp_path / "lenient" / "skipped.tsv").read_text()
     assert victim.name in skipped
+
+
+def test_empty_training_split_is_a_clear_error(sample_root, tmp_path, capsys):
+    import shutil
+    root = tmp_path / "data"
+    shutil.copytree(Path(sample_root) / "fma_genre_spectrograms_beat",
+                    root / "fma_genre_spectrograms_beat")
+    labels = root / "fma_genre_spectrograms_beat" / "train_labels.txt"
+    labels.write_text(labels.read_text().splitlines()[0] + "\n")
+    assert main(["train", str(root), "--preset", "lstm-beat-mel", "--out",
+                 str(tmp_path / "r"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "training split has 0 usable clip" in err or "no clips" in err

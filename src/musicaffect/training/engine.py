@@ -281,6 +281,8 @@ def make_fabric(cfg: RunConfig):
 
     t = cfg.train
     precision = t.precision
+    if torch.cuda.is_available() and t.accelerator in ("auto", "cuda", "gpu"):
+        torch.backends.cudnn.benchmark = True   # autotune convolutions for the input sizes
     if precision == "auto":
         if t.accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available():
             precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
