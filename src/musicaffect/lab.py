@@ -481,8 +481,12 @@ def activation_figure(run, data_root, path: Path) -> Path:
                             view=cfg.data.view, tasks=("genre",), cache_dir=cfg.data.cache_dir)
     item = ds[0]
     maps: list = []
-    hooks = [b.register_forward_hook(lambda m, i, o: maps.append(o[0].detach().numpy()))
-             for b in blocks]
+
+    def keep(module, inputs, output) -> None:
+        h = output[0] if isinstance(output, tuple) else output        # (1, C, T, F)
+        maps.append(h[0].detach().transpose(1, 2).numpy())           # (C, F, T)
+
+    hooks = [b.register_forward_hook(keep) for b in blocks]
     with torch.no_grad():
         model(item["x"][None], torch.tensor([item["length"]]))
     for h in hooks:

@@ -1,0 +1,362 @@
+"""Benchmark: one training epoch, the project's engine vs a lab-style reference.
+
+Cases (the lab's genre models, sizes of the project presets):
+
+- ``lstm-beat-mel``: bidirectional LSTM (64 units) on the beat-synchronous mel spectrogram;
+- ``lstm-full-mel``: the same on the full-rate mel spectrogram (~1293 frames);
+- ``cnn-full-mel``: the lab CNN (4 x Conv-BN-ReLU-MaxPool, 16/32/64/128 channels) on full mel.
+
+Modes, each measured in its own subprocess (peak memory = that process's ``ru_maxrss``):
+
+- ``ref``: :mod:`lab_reference` (eager gzip load into float64, every clip padded to the
+  folder's longest, ``DataLoader(shuffle=True)``, packed LSTM or the lab CNN, fp32, Adam);
+- ``project``: the engine's pieces as ``musicaffect.training.engine.fit`` uses them (Fabric,
+  ``prepare_data`` over the clip cache, ``build_run_model`` with normalisation,
+  ``EpochBatchSampler`` + ``make_loader`` with per-batch padding, ``build_loss``, the preset's
+  gradient clipping) and the same loop body as ``fit``, without validation or checkpoints;
+- ``project-packed``: the same with ``model.params.impl=packed`` (LSTM cases only), to show
+  how much of the gain is the LSTM's padded CPU path.
+
+Both sides train on the same 80% of the mapped train clips (the lab's split), batch 32. The
+one-time setup (reference: reading every file; project: opening or building the cache and
+fitting the normalisation) is reported apart from the epoch. With ``--max-batches N`` only N
+batches are timed (after ``--warmup`` untimed ones) and the epoch time is extrapolated from
+the measured clips/s; the output says so.
+
+Usage::
+
+    python bench/bench_train.py --max-batches 8
+    python bench/bench_train.py --cases lstm-beat-mel --repeats 2 --out results/train.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+CASES = {
+    "lstm-beat-mel": {"preset": "lstm-beat-mel", "folder": "fma_genre_spectrograms_beat",
+                      "model": "lstm", "view": "mel"},
+    "lstm-full-mel": {"preset": "lstm-full-mel", "folder": "fma_genre_spectrograms",
+                      "model": "lstm", "view": "mel"},
+    "cnn-full-mel": {"preset": "cnn-full-mel", "folder": "fma_genre_spectrograms",
+                     "model": "cnn", "view": "mel"},
+}
+MODES = ("ref", "project", "project-packed")
+#: the environment both sides run with (the CLI sets the same OpenMP policy)
+CHILD_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+# --------------------------------------------------------------------------- children
+
+def child_ref(case: dict, data: Path, cache: Path, max_batches: int | None, warmup: int,
+              preset_params: dict) -> dict:
+    import lab_reference as lab
+    import torch
+
+    base = _maxrss_mb()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    ds, loader, net, opt = lab.build_reference(
+        data / case["folder"], model=case["model"], view=case["view"], **preset_params)
+    net = net.to(device)
+    n_train = len(loader.dataset)
+    load = os.getloadavg()
+    res = lab.train_batches(net, loader, opt, device=device, max_batches=max_batches,
+                            skip=warmup)
+    return {**res, "setup_s": ds.load_seconds, "n_train": n_train, "max_length": ds.max_length,
+            "loadavg_before": load, "baseline_rss_mb": base, "maxrss_mb": _maxrss_mb(),
+            "device": device, "threads": torch.get_num_threads()}
+
+
+def child_project(case: dict, data: Path, cache: Path, max_batches: int | None, warmup: int,
+                  overrides: list[str]) -> dict:
+    import torch
+
+    from musicaffect.config import load_config
+    from musicaffect.training.engine import (
+        EpochBatchSampler,
+        build_optimizer,
+        build_run_model,
+        make_fabric,
+        make_loader,
+        prepare_data,
+    )
+    from musicaffect.training.losses import build_loss
+
+    base = _maxrss_mb()
+    cfg = load_config(case["preset"], [f"data.cache_dir={cache}", *overrides])
+    t0 = time.perf_counter()
+    fabric = make_fabric(cfg)  # imports lightning.fabric (seconds, once per process)
+    fabric.launch()
+    fabric.seed_everything(cfg.seed)
+    fabric_s = time.perf_counter() - t0
+    data_ = prepare_data(cfg, data)
+    model = build_run_model(cfg, data_)
+    lc = cfg.loss
+    loss_fn = build_loss(data_.tasks, regression=lc.regression, bounded=lc.bounded,
+                         rank_weight=lc.rank_weight, weights=lc.weights,
+                         learn_weights=lc.learn_weights, label_smoothing=lc.label_smoothing)
+    optimizer = build_optimizer(cfg, list(model.parameters()) + list(loss_fn.parameters()))
+    model, optimizer = fabric.setup(model, optimizer)
+    loss_fn = loss_fn.to(fabric.device)
+    limit = None if max_batches is None else warmup + max_batches
+    sampler = EpochBatchSampler(data_.train_idx, batch_size=cfg.train.batch_size,
+                                seed=cfg.seed, max_batches=limit)
+    loader = make_loader(data_.dataset, sampler, num_workers=cfg.data.num_workers,
+                         max_length=cfg.data.max_length)
+    setup_s = time.perf_counter() - t0
+    load = os.getloadavg()
+    # the body of engine.fit's training loop (no progress bar, validation or checkpoints)
+    model.train()
+    n_clips, n_batches, total = 0, 0, 0.0
+    t1 = time.perf_counter()
+    for b, batch in enumerate(loader):
+        if b == warmup:
+            t1 = time.perf_counter()
+            n_clips, n_batches, total = 0, 0, 0.0
+        x = fabric.to_device(batch["x"])
+        y = {k: fabric.to_device(v) for k, v in batch["y"].items()}
+        out = model(x, batch["lengths"])
+        loss, _ = loss_fn(out, y)
+        optimizer.zero_grad(set_to_none=True)
+        fabric.backward(loss)
+        if cfg.train.grad_clip:
+            fabric.clip_gradients(model, optimizer, max_norm=cfg.train.grad_clip)
+        optimizer.step()
+        total += float(loss.detach()) * len(batch["ids"])
+        n_clips += len(batch["ids"])
+        n_batches += 1
+    seconds = time.perf_counter() - t1
+    return {"seconds": seconds, "clips": n_clips, "batches": n_batches,
+            "train_loss": total / max(n_clips, 1), "setup_s": setup_s,
+            "setup_fabric_s": fabric_s,
+            "n_train": len(data_.train_idx), "loadavg_before": load, "baseline_rss_mb": base,
+            "maxrss_mb": _maxrss_mb(), "device": str(fabric.device),
+            "threads": torch.get_num_threads(), "model_params": dict(cfg.model.params),
+            "grad_clip": cfg.train.grad_clip}
+
+
+def _preset_lstm_params(preset: str) -> dict:
+    """Hidden size / layers / direction of a project preset, for the reference LSTM."""
+    from musicaffect.config import load_config
+
+    cfg = load_config(preset)
+    if cfg.model.name != "lstm":
+        return {}
+    p = cfg.model.params
+    return {"hidden_size": int(p.get("hidden_size", 128)),
+            "num_layers": int(p.get("num_layers", 2)),
+            "bidirectional": bool(p.get("bidirectional", False))}
+
+
+def run_child(args: argparse.Namespace) -> dict:
+    case = CASES[args.case]
+    mb = args.max_batches or None
+    if args.child == "ref":
+        return child_ref(case, args.data, args.cache_dir, mb, args.warmup,
+                         _preset_lstm_params(case["preset"]))
+    overrides = ["model.params.impl=packed"] if args.child == "project-packed" else []
+    return child_project(case, args.data, args.cache_dir, mb, args.warmup, overrides)
+
+
+# --------------------------------------------------------------------------- parent
+
+def _spawn(mode: str, case: str, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--case", case,
+           "--data", str(args.data), "--cache-dir", str(args.cache_dir),
+           "--max-batches", str(args.max_batches or 0), "--warmup", str(args.warmup)]
+    env = {**os.environ, **CHILD_ENV}
+    load = os.getloadavg()
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"child {mode}/{case} failed:\n{out.stderr[-4000:]}")
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res["process_wall_s"] = time.perf_counter() - t0
+    res["loadavg_at_spawn"] = load
+    res["clips_per_s"] = res["clips"] / res["seconds"] if res["seconds"] > 0 else None
+    res["epoch_s"] = res["n_train"] / res["clips_per_s"] if res["clips_per_s"] else None
+    res["epoch_extrapolated"] = res["clips"] != res["n_train"]
+    return res
+
+
+def _summary(runs: list[dict]) -> dict:
+    """Per-case figures from the repeated runs; speedup = reference time / project time."""
+    out: dict = {}
+    for r in runs:
+        out.setdefault(r["case"], {}).setdefault(r["mode"], []).append(r)
+    table = {}
+    for case, modes in out.items():
+        row: dict = {}
+        for mode, rs in modes.items():
+            row[mode] = {
+                "epoch_s": [round(r["epoch_s"], 2) for r in rs],
+                "clips_per_s": [round(r["clips_per_s"], 2) for r in rs],
+                "maxrss_mb": [round(r["maxrss_mb"], 1) for r in rs],
+                "setup_s": [round(r["setup_s"], 2) for r in rs],
+            }
+        if "ref" in modes:
+            for mode in ("project", "project-packed"):
+                if mode not in modes:
+                    continue
+                pairs = zip(modes["ref"], modes[mode], strict=False)
+                row[f"speedup_{mode}"] = [round(a["epoch_s"] / b["epoch_s"], 2) for a, b in pairs]
+                pairs = zip(modes["ref"], modes[mode], strict=False)
+                row[f"time_ratio_{mode}_over_ref"] = [round(b["epoch_s"] / a["epoch_s"], 3)
+                                                      for a, b in pairs]
+        table[case] = row
+    return table
+
+
+def _targets(table: dict, device: str) -> dict:
+    """Issue 3's targets, judged on the slower (minimum) speedup of the repeated runs."""
+    gpu = device.startswith("cuda")
+    need = {"lstm-beat-mel": 2.0, "lstm-full-mel": 2.0, "cnn-full-mel": 4.0 if gpu else 1.0}
+    res = {}
+    for case, row in table.items():
+        if "speedup_project" in row:
+            s = min(row["speedup_project"])
+            res[case] = {"min_speedup": need[case], "measured_min": s, "met": s >= need[case]}
+    return res
+
+
+def _print_table(table: dict, extrapolated: bool) -> None:
+    note = " (extrapolated from the timed batches)" if extrapolated else ""
+    print(f"\nseconds per epoch{note}; runs separated by '/'")
+    print(f"{'case':15} {'mode':15} {'epoch s':>17} {'clips/s':>15} {'peak MB':>15} "
+          f"{'setup s':>13}")
+    for case, row in table.items():
+        for mode in MODES:
+            if mode not in row:
+                continue
+            m = row[mode]
+
+            def fmt(v):
+                return " / ".join(f"{x:g}" for x in v)
+
+            print(f"{case:15} {mode:15} {fmt(m['epoch_s']):>17} {fmt(m['clips_per_s']):>15} "
+                  f"{fmt(m['maxrss_mb']):>15} {fmt(m['setup_s']):>13}")
+        for mode in ("project", "project-packed"):
+            if f"speedup_{mode}" in row:
+                print(f"{'':15} speedup {mode}: {row[f'speedup_{mode}']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=HERE / "data" / "full",
+                        help="full-size sample dataset (bench_read.py writes it)")
+    parser.add_argument("--cache-dir", type=Path, default=HERE / "data" / "cache",
+                        help="the project's clip cache (built on first use)")
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help=f"comma-separated, from {', '.join(CASES)}")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="comma-separated, from " + ", ".join(MODES))
+    parser.add_argument("--max-batches", type=int, default=0,
+                        help="time only this many batches (0 = the whole epoch) and "
+                             "extrapolate the epoch from the clips/s")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="untimed batches before timing starts")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="runs of every case and mode (interleaved)")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "train.json")
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--case", choices=sorted(CASES), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(run_child(args)))
+        return 0
+
+    if not (args.data / "SYNTHETIC.txt").is_file() and not (args.data / "fma_genre_spectrograms"
+                                                             ).is_dir():
+        parser.error(f"{args.data}: no dataset there; write one with "
+                     "`musicaffect sample-data --size full --gz DIR` or bench/bench_read.py")
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for c in cases:
+        if c not in CASES:
+            parser.error(f"unknown case {c!r}: choose from {', '.join(CASES)}")
+    for m in modes:
+        if m not in MODES:
+            parser.error(f"unknown mode {m!r}: choose from {', '.join(MODES)}")
+
+    t_all = time.perf_counter()
+    runs = []
+    for rep in range(args.repeats):
+        for case in cases:
+            for mode in modes:
+                if mode == "project-packed" and CASES[case]["model"] != "lstm":
+                    continue
+                r = _spawn(mode, case, args)
+                r.update(case=case, mode=mode, repeat=rep + 1)
+                runs.append(r)
+                print(f"run {rep + 1} {case:14} {mode:15} {r['batches']:4d} batches "
+                      f"{r['seconds']:8.2f} s  {r['clips_per_s']:7.2f} clips/s  "
+                      f"epoch ~{r['epoch_s']:8.1f} s  peak {r['maxrss_mb']:7.0f} MB  "
+                      f"load {r['loadavg_before'][0]:.1f}", file=sys.stderr, flush=True)
+    table = _summary(runs)
+    device = runs[0]["device"] if runs else "cpu"
+    extrapolated = any(r["epoch_extrapolated"] for r in runs)
+    result = {
+        "benchmark": "one training epoch (train part of the lab split, batch 32), project "
+                     "engine vs lab-style reference (bench/lab_reference.py), synthetic "
+                     "full-size data",
+        "data": str(args.data),
+        "timing": ("epoch_s extrapolated: n_train / clips_per_s measured over "
+                   f"{args.max_batches} batches after {args.warmup} warm-up batch(es)"
+                   if args.max_batches else
+                   f"whole epoch timed, except {args.warmup} warm-up batch(es); epoch_s = "
+                   "n_train / clips_per_s"),
+        "max_batches": args.max_batches or None, "warmup_batches": args.warmup,
+        "epoch_extrapolated": extrapolated,
+        "project_loop": "engine pieces (make_fabric, prepare_data, build_run_model, build_loss, "
+                        "build_optimizer, EpochBatchSampler, make_loader) with fit's loop body; "
+                        "no validation, checkpoints or progress bar",
+        "summary": table,
+        "targets": _targets(table, device),
+        "runs": runs,
+        "env": {**CHILD_ENV, "threads": runs[0]["threads"] if runs else None,
+                "device": device, "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
+                "cpu_affinity": len(os.sched_getaffinity(0)),
+                "python": platform.python_version(), "torch": _torch_version(),
+                "machine": platform.machine()},
+        "total_wall_s": round(time.perf_counter() - t_all, 1),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    _print_table(table, extrapolated)
+    print(json.dumps(result["targets"], indent=2))
+    return 0
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+if __name__ == "__main__":
+    sys.exit(main())
