@@ -82,7 +82,13 @@ def run_lab(data_root: str | Path, out_dir: str | Path, *, budget: str = "quick"
     out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out / "lab.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
     logging.getLogger("musicaffect").addHandler(handler)
+    # the progress bar is the console display; the details go to lab.log
+    quiet = [(h, h.level) for h in logging.getLogger().handlers
+             if progress and type(h) is logging.StreamHandler]
+    for h, _ in quiet:
+        h.setLevel(logging.WARNING)
     overrides = list(overrides or [])
     if device:
         overrides.append(f"train.accelerator={device}")
@@ -120,35 +126,39 @@ def run_lab(data_root: str | Path, out_dir: str | Path, *, budget: str = "quick"
             baseline_rows=_baseline_rows(state), **kw)),
         "submission": lambda: _submission(data_root, out, state),
     }
-    for step in todo:
-        bar.set_description(f"lab: {step}")
-        missing = missing_folders(data_root, step)
-        if missing:
-            reason = f"missing folder(s) {', '.join(missing)} in {data_root}"
-            log.warning("lab: skipping %s: %s", step, reason)
-            state.set(step, status="skipped", reason=reason)
+    try:
+        for step in todo:
+            bar.set_description(f"lab: {step}")
+            missing = missing_folders(data_root, step)
+            if missing:
+                reason = f"missing folder(s) {', '.join(missing)} in {data_root}"
+                log.warning("lab: skipping %s: %s", step, reason)
+                state.set(step, status="skipped", reason=reason)
+                bar.update(1)
+                continue
+            t0 = time.perf_counter()
+            state.set(step, status="running")
+            try:
+                result = actions[step]()
+            except KeyboardInterrupt:
+                state.set(step, status="interrupted", seconds=time.perf_counter() - t0)
+                raise
+            except (MusicAffectError, OSError, RuntimeError, ValueError, KeyError) as err:
+                log.error("lab: step %s failed: %s", step, err)
+                state.set(step, status="failed", error=f"{type(err).__name__}: {err}",
+                          traceback=traceback.format_exc(limit=6),
+                          seconds=time.perf_counter() - t0)
+            else:
+                state.set(step, status="done", seconds=time.perf_counter() - t0, **result)
             bar.update(1)
-            continue
-        t0 = time.perf_counter()
-        state.set(step, status="running")
-        try:
-            result = actions[step]()
-        except KeyboardInterrupt:
-            state.set(step, status="interrupted", seconds=time.perf_counter() - t0)
-            raise
-        except (MusicAffectError, OSError, RuntimeError, ValueError, KeyError) as err:
-            log.error("lab: step %s failed: %s", step, err)
-            state.set(step, status="failed", error=f"{type(err).__name__}: {err}",
-                      traceback=traceback.format_exc(limit=6),
-                      seconds=time.perf_counter() - t0)
-        else:
-            state.set(step, status="done", seconds=time.perf_counter() - t0, **result)
-        bar.update(1)
-    bar.close()
-    state.data["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    state.save()
-    logging.getLogger("musicaffect").removeHandler(handler)
-    handler.close()
+        state.data["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        state.save()
+    finally:
+        bar.close()
+        logging.getLogger("musicaffect").removeHandler(handler)
+        handler.close()
+        for h, level in quiet:
+            h.setLevel(level)
     return build_report(out)
 
 

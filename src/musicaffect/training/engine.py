@@ -365,7 +365,7 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
         has_last = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     has_last = fabric.broadcast(has_last, src=0)
     fabric.barrier()
-    fabric.seed_everything(cfg.seed, workers=True)
+    fabric.seed_everything(cfg.seed, workers=True, verbose=False)
 
     data = _prepare_data_ranked(fabric, cfg, data_root)
     model = build_run_model(cfg, data)
@@ -586,7 +586,7 @@ def overfit(cfg: RunConfig, data_root: str | Path, *, progress: bool = True) -> 
 
     fabric = make_fabric(cfg)
     fabric.launch()
-    fabric.seed_everything(cfg.seed)
+    fabric.seed_everything(cfg.seed, verbose=False)
     data = prepare_data(cfg, data_root)
     model = build_run_model(cfg, data)
     lc = cfg.loss
