@@ -142,3 +142,12 @@ def test_lr_factor():
     assert lr_factor(3, epochs=10, schedule="none") == 1.0
     assert lr_factor(0, epochs=10, schedule="cosine") == pytest.approx(1.0)
     assert lr_factor(9, epochs=10, schedule="cosine") < 0.1
+
+
+def test_targets_by_lab_column_index():
+    cfg = load_config("affect-cnn-full-fused", ["data.tasks=[2, 3]"])
+    assert cfg.data.tasks == ["energy", "danceability"]
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("affect-cnn-full-fused", ["data.tasks=[4]"])
+    with pytest.raises(ConfigError, match="unknown regression target"):
+        load_config("affect-cnn-full-fused", ["data.tasks=[arousal]"])

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from musicaffect.data.labels import GENRE_TASK, TARGETS
+from musicaffect.data.labels import GENRE_TASK, TARGETS, resolve_targets
 from musicaffect.errors import ConfigError
 
 VIEWS = ("mel", "chroma", "fused")
@@ -36,7 +36,7 @@ class DataConfig:
     dataset: str = "genre"            # genre | multitask
     rate: str = "full"                # full (about 1293 frames) | beat (beat-synchronous)
     view: str = "mel"                 # mel | chroma | fused
-    tasks: list[str] = field(default_factory=lambda: [GENRE_TASK])
+    tasks: list[str | int] = field(default_factory=lambda: [GENRE_TASK])  # or 1, 2, 3
     val_fraction: float = 0.2
     split_seed: int = 420             # the lab helper's seed
     stratify: bool = False            # stratified split instead of the lab's shuffle rule
@@ -123,8 +123,8 @@ class RunConfig:
         _choice("data.view", d.view, VIEWS)
         if not d.tasks:
             raise ConfigError("data.tasks is empty: give 'genre' or regression targets")
-        for t in d.tasks:
-            _choice("data.tasks", t, (GENRE_TASK, *TARGETS))
+        # the lab's column indices (1 valence, 2 energy, 3 danceability) become names
+        d.tasks = [t if t == GENRE_TASK else resolve_targets(t)[0] for t in d.tasks]
         if d.dataset == "genre" and d.tasks != [GENRE_TASK]:
             raise ConfigError("the genre folders only have genre labels: use data.tasks=[genre] "
                               "or data.dataset=multitask for valence/energy/danceability")

@@ -156,7 +156,8 @@ def predict_files(models: list[LoadedModel], files: list[str | Path], *, top: in
             p = np.mean(probs, axis=0)
             order = np.argsort(-p)[:top]
             pred.genre = [(CLASSES[i], float(p[i])) for i in order]
-        pred.affect = {t: float(np.mean(v)) for t, v in affect.items() if v}
+        # shown on the labels' [0, 1] scale (an unbounded head can step slightly outside)
+        pred.affect = {t: float(np.clip(np.mean(v), 0.0, 1.0)) for t, v in affect.items() if v}
         results.append(pred)
     return results
 

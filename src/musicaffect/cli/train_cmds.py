@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from musicaffect.errors import ConfigError
@@ -134,7 +135,7 @@ def cmd_train(args) -> int:
     out = Path(args.out or Path("runs") / cfg.name)
     res = fit(cfg, args.data_root, out, resume=args.resume, overwrite=args.overwrite,
               progress=not args.no_progress)
-    if res.history:
+    if res.history and int(os.environ.get("RANK", "0")) == 0:   # once under DDP
         print(f"run {out}: best epoch {res.best_epoch + 1} with {res.monitor}="
               f"{res.best_score:.4f} ({len(res.history)} epochs, {res.seconds:.1f}s"
               f"{', stopped early' if res.stopped_early else ''})")
