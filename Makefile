@@ -36,8 +36,11 @@ lint: setup
 test: lint
 	$(BIN)/python -m pytest -q
 
+# benchmarks (minutes to an hour: bench_read writes a full-size synthetic dataset once)
 bench: setup
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/bench_extract.py
+	$(BIN)/python bench/bench_read.py
+	$(BIN)/python bench/bench_train.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info src/*.egg-info
