@@ -79,6 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="quick = a few short epochs; standard = the presets as written")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override applied to every run of the suite")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
+                   help="shortcut for --set train.accelerator=...")
     p.add_argument("--genre-run", help="transfer/multitask: genre CNN run to start from "
                    "(default: train cnn-full-fused)")
     p.add_argument("--freeze", action="store_true", help="transfer: also run the frozen-"
@@ -166,7 +168,10 @@ def cmd_evaluate(args) -> int:
 def cmd_suite(args) -> int:
     from musicaffect import suites
 
-    kw = dict(budget=args.budget, overrides=args.overrides, reuse=not args.no_reuse,
+    overrides = list(args.overrides)
+    if args.device:
+        overrides.append(f"train.accelerator={args.device}")
+    kw = dict(budget=args.budget, overrides=overrides, reuse=not args.no_reuse,
               progress=not args.no_progress)
     out = Path(args.out)
     if args.which == "genre":
