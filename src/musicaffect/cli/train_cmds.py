@@ -180,12 +180,23 @@ def cmd_suite(args) -> int:
         res = suites.affect_suite(args.data_root, out / "affect", **kw)
     elif args.which == "transfer":
         res = suites.transfer_suite(args.data_root, out / "transfer", genre_run=args.genre_run,
-                                    freeze=args.freeze, **kw)
+                                    freeze=args.freeze, baseline=_saved(out, "affect"), **kw)
     else:
+        # compare with steps 8 and 9 when their tables are in the same --out folder
+        base = [r for name in ("affect", "transfer") if (t := _saved(out, name))
+                for r in t.rows if name == "affect" or r["model"].startswith("CNN transfer")]
         res = suites.multitask_suite(args.data_root, out / "multitask",
-                                     genre_run=args.genre_run, **kw)
+                                     genre_run=args.genre_run, baseline_rows=base, **kw)
     print(res.to_text())
     return 0
+
+
+def _saved(out: Path, which: str):
+    """A suite table saved earlier under ``out`` (None when that suite has not run)."""
+    from musicaffect.suites import SuiteResult
+
+    path = out / which / f"{which}_table.json"
+    return SuiteResult(**json.loads(path.read_text())) if path.is_file() else None
 
 
 def cmd_submit(args) -> int:
