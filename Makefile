@@ -15,7 +15,7 @@ $(BIN)/musicaffect: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[dev,export]"
+	$(BIN)/pip install --quiet -e ".[dev,export,scores]"
 	@touch $@
 
 setup: $(BIN)/musicaffect

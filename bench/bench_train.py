@@ -366,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for rep in range(args.repeats):
         for case in cases:
-            for mode in modes:
+            # alternate the order of the modes between repeats (drifting load hits both)
+            for mode in (modes if rep % 2 == 0 else modes[::-1]):
                 if mode == "project-packed" and CASES[case]["model"] != "lstm":
                     continue
                 r = _spawn(mode, case, args)
