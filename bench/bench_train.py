@@ -25,8 +25,9 @@ the measured clips/s; the output says so.
 
 Usage::
 
-    python bench/bench_train.py --max-batches 8
-    python bench/bench_train.py --cases lstm-beat-mel --repeats 2 --out results/train.json
+    python bench/bench_train.py --max-batches 5,lstm-beat-mel=0 --slow-batches 1 --repeats 2
+    python bench/bench_train.py --cases cnn-full-mel --modes ref,project --max-batches 5 \
+        --env MALLOC_MMAP_THRESHOLD_=17179869184 --variant big-mmap-threshold
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ def child_project(case: dict, data: Path, cache: Path, max_batches: int | None, 
         EpochBatchSampler,
         build_optimizer,
         build_run_model,
+        keep_heap,
         make_fabric,
         make_loader,
         prepare_data,
@@ -117,6 +119,7 @@ def child_project(case: dict, data: Path, cache: Path, max_batches: int | None, 
     base = _maxrss_mb()
     cfg = load_config(case["preset"], [f"data.cache_dir={cache}", *overrides])
     t0 = time.perf_counter()
+    keep_heap()  # as engine.fit does
     fabric = make_fabric(cfg)  # imports lightning.fabric (seconds, once per process)
     fabric.launch()
     fabric.seed_everything(cfg.seed)
@@ -224,7 +227,7 @@ def _spawn(mode: str, case: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--case", case,
            "--data", str(args.data), "--cache-dir", str(args.cache_dir),
            "--max-batches", str(n), "--warmup", str(warmup)]
-    env = {**os.environ, **CHILD_ENV}
+    env = {**os.environ, **CHILD_ENV, **dict(e.split("=", 1) for e in args.env)}
     load = os.getloadavg()
     t0 = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -338,6 +341,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="untimed batches before timing starts")
     parser.add_argument("--repeats", type=int, default=2,
                         help="runs of every case and mode (interleaved)")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment of every child process, both sides "
+                             "(repeatable), e.g. MALLOC_MMAP_THRESHOLD_=17179869184")
+    parser.add_argument("--variant", default=None,
+                        help="store the result under variants[NAME] of an existing --out file "
+                             "instead of replacing it")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "train.json")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--case", choices=sorted(CASES), help=argparse.SUPPRESS)
@@ -361,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         parse_batches(args.max_batches)
     except ValueError as err:
         parser.error(str(err))
+    if any("=" not in e for e in args.env):
+        parser.error("--env takes KEY=VALUE")
 
     t_all = time.perf_counter()
     runs = []
@@ -403,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": table,
         "targets": _targets(table, device),
         "runs": runs,
-        "env": {**CHILD_ENV, "threads": runs[0]["threads"] if runs else None,
+        "env": {**CHILD_ENV, **dict(e.split("=", 1) for e in args.env), "threads": runs[0]["threads"] if runs else None,
                 "device": device, "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
                 "cpu_affinity": len(os.sched_getaffinity(0)),
                 "python": platform.python_version(), "torch": _torch_version(),
@@ -412,7 +423,12 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.variant:
+        doc = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        doc.setdefault("variants", {})[args.variant] = result
+        args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    else:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
     _print_table(table)
     print(json.dumps(result["targets"], indent=2))
     return 0
