@@ -160,6 +160,23 @@ class _Collector:
         self.skipped.append((err.path or "", str(err)))
 
 
+def _listed_once_with_file(cid: str, seen: set[str], files: dict[str, Path], label_file: Path,
+                           split: str, lineno: int, bad: _Collector) -> bool:
+    """True (and ``cid`` marked seen) when a label row's clip is new and has a file on disk;
+    otherwise the problem goes to ``bad``."""
+    if cid in seen:
+        bad.bad(DataError(f"clip {cid!r} is listed twice; " + _HINT_SKIP,
+                          path=label_file, line=lineno))
+        return False
+    if cid not in files:
+        bad.bad(DataError(f"clip {cid!r} has no file {cid}.*.npy or .npy.gz in "
+                          f"{label_file.parent.name}/{split}/; restore the file or "
+                          + _HINT_SKIP, path=label_file, line=lineno))
+        return False
+    seen.add(cid)
+    return True
+
+
 def _genre_records(label_file: Path, files: dict[str, Path], split: str, *, mapped: bool,
                    bad: _Collector) -> list[ClipRecord]:
     lines = _read_lines(label_file)
@@ -179,16 +196,8 @@ def _genre_records(label_file: Path, files: dict[str, Path], split: str, *, mapp
             bad.bad(DataError(f"unknown genre {genre!r} (known: {', '.join(GENRES20)}); "
                               + _HINT_SKIP, path=label_file, line=lineno))
             continue
-        if cid in seen:
-            bad.bad(DataError(f"clip {cid!r} is listed twice; " + _HINT_SKIP,
-                              path=label_file, line=lineno))
+        if not _listed_once_with_file(cid, seen, files, label_file, split, lineno, bad):
             continue
-        if cid not in files:
-            bad.bad(DataError(f"clip {cid!r} has no file {cid}.*.npy or .npy.gz in "
-                              f"{label_file.parent.name}/{split}/; restore the file or "
-                              + _HINT_SKIP, path=label_file, line=lineno))
-            continue
-        seen.add(cid)
         genre10 = CLASS_MAPPING[genre]
         if mapped and genre10 is None:
             continue
@@ -235,16 +244,8 @@ def _multitask_records(label_file: Path, files: dict[str, Path], split: str,
         except DataError as err:
             bad.bad(err)
             continue
-        if cid in seen:
-            bad.bad(DataError(f"clip {cid!r} is listed twice; " + _HINT_SKIP,
-                              path=label_file, line=lineno))
+        if not _listed_once_with_file(cid, seen, files, label_file, split, lineno, bad):
             continue
-        if cid not in files:
-            bad.bad(DataError(f"clip {cid!r} has no file {cid}.*.npy or .npy.gz in "
-                              f"{label_file.parent.name}/{split}/; restore the file or "
-                              + _HINT_SKIP, path=label_file, line=lineno))
-            continue
-        seen.add(cid)
         records.append(ClipRecord(cid, files[cid], split, targets=targets))
     return records
 
