@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+#: the ``--format`` choices, named here so that ``--help`` does not import torch
+#: (``musicaffect.export.FORMATS`` owns the suffixes; a test keeps the two in step)
+EXPORT_FORMATS = ("onnx", "torchscript")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this group's sub-commands to ``sub``."""
-    from musicaffect.export import FORMATS
-
     p = sub.add_parser(
         "export",
         help="write a trained network as ONNX or TorchScript",
@@ -19,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "task (logits or regression values). The file is checked against PyTorch.",
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt checkpoint or a run folder")
-    p.add_argument("--format", dest="fmt", choices=sorted(FORMATS), default="onnx",
+    p.add_argument("--format", dest="fmt", choices=EXPORT_FORMATS, default="onnx",
                    help="export format (default: onnx)")
     p.add_argument("--out", type=Path, default=None,
                    help="output file (default: next to the checkpoint, suffix .onnx or "
