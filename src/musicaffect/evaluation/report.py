@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,36 +54,56 @@ def _slug(text: str) -> str:
     return s or "section"
 
 
+def _markdown() -> Any:
+    """The report's Markdown renderer (markdown-it-py, CommonMark, raw HTML disabled).
+
+    Two changes to the standard output: headings in report text start at ``<h3>`` (the page
+    has ``<h1>`` and the sections ``<h2>``), and links to other sites are written out as text,
+    so that the report makes no outside reference.
+    """
+    global _MD
+    if _MD is None:
+        from markdown_it import MarkdownIt
+
+        md = MarkdownIt("commonmark", {"html": False})
+
+        def heading(self, tokens, idx, options, env):
+            tok = tokens[idx]
+            level = min(6, int(tok.tag[1]) + 2)
+            return f"<{'/' if tok.nesting < 0 else ''}h{level}>"
+
+        def link_open(self, tokens, idx, options, env):
+            href = tokens[idx].attrGet("href") or ""
+            external = bool(re.match(r"^[a-z][a-z0-9+.-]*:", href, flags=re.I))
+            env.setdefault("links", []).append(href if external else None)
+            return "" if external else f"<a href=\"{html.escape(href)}\">"
+
+        def link_close(self, tokens, idx, options, env):
+            href = env["links"].pop()
+            if href is None:
+                return "</a>"
+            return f" (<span class=\"url\">{html.escape(href)}</span>)"
+
+        for rule in ("heading_open", "heading_close"):
+            md.add_render_rule(rule, heading)
+        md.add_render_rule("link_open", link_open)
+        md.add_render_rule("link_close", link_close)
+        _MD = md
+    return _MD
+
+
+_MD = None
+
+
 def _inline(text: str) -> str:
     """Markdown inline syntax (code, bold, italic, links) to escaped HTML."""
-    out = []
-    for i, part in enumerate(re.split(r"(`[^`]*`)", text)):
-        if i % 2 == 1:
-            out.append(f"<code>{html.escape(part[1:-1])}</code>")
-            continue
-        s = html.escape(part)
-        s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
-        s = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<em>\1</em>", s)
-        s = re.sub(r"(?<!\w)_(?!\s)(.+?)(?<!\s)_(?!\w)", r"<em>\1</em>", s)
-
-        def link(m: re.Match) -> str:
-            label, url = m.group(1), m.group(2)
-            if re.match(r"^[a-z][a-z0-9+.-]*:", url, flags=re.I) and not url.startswith("#"):
-                # External target: shown as text so the report makes no outside reference.
-                return f"{label} (<span class=\"url\">{url}</span>)"
-            return f"<a href=\"{url}\">{label}</a>"
-
-        s = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", link, s)
-        out.append(s)
-    return "".join(out)
+    return _markdown().renderInline(text, {})
 
 
 def markdown_to_html(text: str) -> str:
-    """Convert the small Markdown subset used in report text to escaped HTML.
+    """Convert Markdown report text to escaped HTML (CommonMark, no raw HTML).
 
-    Supported: paragraphs, ``#`` headings (rendered from ``<h3>`` down), ``-``/``*`` and
-    ``1.`` lists, ``>`` quotes, fenced code blocks, inline code, ``**bold**``, ``*italic*``
-    and links (external ones are written out as text). Everything else is escaped text.
+    Headings are rendered from ``<h3>`` down, and external links are written out as text.
 
     Parameters
     ----------
@@ -92,71 +113,7 @@ def markdown_to_html(text: str) -> str:
     -------
     html : str
     """
-    lines = text.replace("\r\n", "\n").split("\n")
-    out: list[str] = []
-    para: list[str] = []
-    items: list[str] = []
-    list_tag: str | None = None
-    i = 0
-
-    def flush_para() -> None:
-        if para:
-            out.append(f"<p>{_inline(' '.join(para))}</p>")
-            para.clear()
-
-    def flush_list() -> None:
-        nonlocal list_tag
-        if list_tag:
-            body = "".join(f"<li>{_inline(it)}</li>" for it in items)
-            out.append(f"<{list_tag}>{body}</{list_tag}>")
-            items.clear()
-            list_tag = None
-
-    while i < len(lines):
-        line = lines[i]
-        stripped = line.strip()
-        if stripped.startswith("```"):
-            flush_para()
-            flush_list()
-            code: list[str] = []
-            i += 1
-            while i < len(lines) and not lines[i].strip().startswith("```"):
-                code.append(lines[i])
-                i += 1
-            out.append(f"<pre><code>{html.escape(chr(10).join(code))}</code></pre>")
-            i += 1
-            continue
-        heading = re.match(r"^(#{1,6})\s+(.*)$", stripped)
-        bullet = re.match(r"^[-*+]\s+(.*)$", stripped)
-        number = re.match(r"^\d+[.)]\s+(.*)$", stripped)
-        if not stripped:
-            flush_para()
-            flush_list()
-        elif heading:
-            flush_para()
-            flush_list()
-            level = min(6, len(heading.group(1)) + 2)
-            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
-        elif bullet or number:
-            flush_para()
-            tag = "ul" if bullet else "ol"
-            if list_tag != tag:
-                flush_list()
-                list_tag = tag
-            items.append((bullet or number).group(1))
-        elif stripped.startswith(">"):
-            flush_para()
-            flush_list()
-            out.append(f"<blockquote>{_inline(stripped.lstrip('> '))}</blockquote>")
-        elif list_tag and line.startswith((" ", "\t")):
-            items[-1] += " " + stripped
-        else:
-            flush_list()
-            para.append(stripped)
-        i += 1
-    flush_para()
-    flush_list()
-    return "\n".join(out)
+    return _markdown().render(text, {}).strip()
 
 
 def _md_text(text: str) -> str:
@@ -509,30 +466,20 @@ class Report:
         return "".join(parts)
 
     def to_html(self) -> str:
-        """The whole report as one self-contained HTML document."""
-        stamp = self.created.strftime("%Y-%m-%d %H:%M %Z").strip()
-        sub = f"<p class=\"subtitle\">{_inline(self.subtitle)}</p>" if self.subtitle else ""
-        body = [f"<header id=\"top\"><h1>{html.escape(self.title)}</h1>{sub}"
-                f"<p class=\"meta\">Generated {html.escape(stamp)} by musicaffect "
-                f"{html.escape(_version('musicaffect'))}</p></header>"]
-        pre = self._html_blocks(self._preamble)
-        if pre:
-            body.append(f"<div class=\"preamble\">{''.join(pre)}</div>")
-        body.append(self._toc_html())
-        body.append("<main>")
-        for sec in self.sections:
-            h = sec.level
-            body.append(f"<section id=\"{sec.anchor}\" class=\"level{h}\">"
-                        f"<h{h}>{html.escape(sec.title)}"
-                        f"<a class=\"anchor\" href=\"#{sec.anchor}\" aria-label=\"link to this "
-                        f"section\">#</a></h{h}>")
-            body.extend(self._html_blocks(sec))
-            body.append("</section>")
-        body.append("</main><footer><a href=\"#top\">back to top</a></footer>")
-        return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-                "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-                f"<title>{html.escape(self.title)}</title>\n<style>{_CSS}</style>\n</head>\n"
-                "<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
+        """The whole report as one self-contained HTML document.
+
+        The page is ``templates/report.html.j2`` (Jinja2, autoescaped) with
+        ``templates/report.css`` inlined; both are package data.
+        """
+        sections = [{"anchor": sec.anchor, "level": sec.level, "title": sec.title,
+                     "body_html": "\n".join(self._html_blocks(sec))} for sec in self.sections]
+        return _template().render(
+            title=self.title, css=_package_text("report.css"),
+            subtitle_html=_inline(self.subtitle) if self.subtitle else "",
+            stamp=self.created.strftime("%Y-%m-%d %H:%M %Z").strip(),
+            version=_version("musicaffect"),
+            preamble_html="".join(self._html_blocks(self._preamble)),
+            toc_html=self._toc_html(), sections=sections) + "\n"
 
     def to_markdown(self, figure_paths: Mapping[int, str] | None = None) -> str:
         """The report as Markdown; ``figure_paths`` maps ``id(figure block)`` to its file."""
@@ -717,64 +664,15 @@ def device_description() -> str:
     return "; ".join(parts)
 
 
-_CSS = """
-:root{--fg:#1d2430;--muted:#5b6677;--line:#d9dee7;--bg:#ffffff;--soft:#f4f6f9;
---accent:#1f6fb2;--ref:#eef1f5;--warn:#fff6e0;--warnline:#e0a800;--info:#e9f2fb}
-*{box-sizing:border-box}
-body{margin:0;background:var(--bg);color:var(--fg);
-font:16px/1.55 -apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,"Helvetica Neue",Arial,
-sans-serif}
-header,main,footer,nav.toc,.preamble{max-width:1080px;margin:0 auto;padding:0 24px}
-header{padding-top:32px;border-bottom:3px solid var(--accent);padding-bottom:12px}
-h1{font-size:2rem;margin:0 0 4px}
-.subtitle{margin:4px 0;font-size:1.1rem}
-.meta{color:var(--muted);font-size:.9rem;margin:4px 0}
-nav.toc{margin-top:20px}
-nav.toc h2{font-size:1.1rem;margin:0 0 6px;color:var(--muted);text-transform:uppercase;
-letter-spacing:.05em}
-nav.toc ol{margin:0;padding-left:1.4em}
-nav.toc a{color:var(--accent);text-decoration:none}
-nav.toc a:hover{text-decoration:underline}
-section{margin:28px 0}
-section.level2{border-top:1px solid var(--line);padding-top:8px}
-h2{font-size:1.5rem;margin:12px 0 8px}h3{font-size:1.2rem;margin:18px 0 6px}
-h4{font-size:1.05rem;margin:14px 0 6px}
-a.anchor{margin-left:.4em;color:var(--line);text-decoration:none;font-weight:400}
-h2:hover a.anchor,h3:hover a.anchor,h4:hover a.anchor{color:var(--muted)}
-p{margin:8px 0}
-code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9em;
-background:var(--soft);padding:1px 4px;border-radius:3px}
-pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85rem;
-background:var(--soft);border:1px solid var(--line);border-radius:6px;padding:10px 12px;
-overflow-x:auto;margin:0}
-pre code{background:none;padding:0}
-figure{margin:16px 0}
-figure.code .code-caption{color:var(--muted);font-size:.9rem;margin-bottom:4px}
-figure.plot{text-align:center}
-figure.plot img{max-width:100%;height:auto;border:1px solid var(--line);border-radius:6px;
-background:#fff}
-figcaption{color:var(--muted);font-size:.92rem;margin-top:6px}
-.table-wrap{overflow-x:auto;margin:14px 0}
-table{border-collapse:collapse;font-size:.92rem;min-width:40%}
-caption{caption-side:top;text-align:left;font-weight:600;padding-bottom:6px}
-th,td{border-bottom:1px solid var(--line);padding:5px 12px;text-align:left;vertical-align:top}
-th{background:var(--soft);font-weight:600;border-bottom:2px solid var(--line)}
-.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-tr.ours td{font-weight:500}
-tr.ref td{background:var(--ref);color:var(--muted);font-style:italic}
-tr.ours + tr.ref td{border-top:2px solid var(--muted)}
-table.kv td:first-child{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;
-font-size:.85rem;color:var(--muted)}
-.badge{display:inline-block;font-size:.75rem;font-style:normal;padding:0 6px;border-radius:8px;
-background:var(--line);color:var(--fg)}
-.note{border-left:4px solid var(--accent);background:var(--info);padding:6px 14px;margin:14px 0;
-border-radius:0 6px 6px 0}
-.note.warning{border-left-color:var(--warnline);background:var(--warn)}
-blockquote{margin:8px 0;padding-left:12px;border-left:3px solid var(--line);color:var(--muted)}
-.url{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85em}
-footer{border-top:1px solid var(--line);margin-top:36px;padding-top:10px;padding-bottom:30px;
-font-size:.9rem}
-footer a{color:var(--accent)}
-@media print{nav.toc{page-break-after:always}section.level2{page-break-inside:avoid}
-a.anchor{display:none}}
-"""
+def _package_text(name: str) -> str:
+    from importlib import resources
+
+    return (resources.files("musicaffect.evaluation") / "templates" / name).read_text()
+
+
+def _template():
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True, keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined)
+    return env.from_string(_package_text("report.html.j2"))
