@@ -27,7 +27,6 @@ import os
 import platform
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from musicaffect.errors import DataError
+from musicaffect.io import atomic_write
 
 __all__ = ["Report", "device_description", "markdown_to_html", "software_versions"]
 
@@ -565,29 +565,17 @@ class Report:
                     if item.source is not None:
                         shutil.copyfile(item.source, target)
                     else:
-                        _atomic_write(target, item.data)
+                        atomic_write(target, item.data)
                     figure_paths[id(item)] = f"figures/{item.name}"
             html_path = out / f"{basename}.html"
             md_path = out / f"{basename}.md"
-            _atomic_write(html_path, self.to_html().encode("utf-8"))
-            _atomic_write(md_path, self.to_markdown(figure_paths).encode("utf-8"))
+            atomic_write(html_path, self.to_html().encode("utf-8"))
+            atomic_write(md_path, self.to_markdown(figure_paths).encode("utf-8"))
         except OSError as err:
             raise DataError(f"cannot write the report ({err.strerror}); check that the "
                             "folder is writable and the disk is not full",
                             path=err.filename or out) from err
         return html_path, md_path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # ----------------------------------------------------------------------------- environment
