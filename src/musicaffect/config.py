@@ -10,9 +10,6 @@ and inside every checkpoint.
 from __future__ import annotations
 
 import copy
-import dataclasses
-import types
-import typing
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -22,6 +19,7 @@ import yaml
 
 from musicaffect.data.labels import GENRE_TASK, TARGETS, resolve_targets
 from musicaffect.errors import ConfigError
+from musicaffect.typecheck import from_mapping
 
 VIEWS = ("mel", "chroma", "fused")
 RATES = ("full", "beat")
@@ -152,80 +150,9 @@ def _choice(key: str, value: Any, allowed: tuple) -> None:
         raise ConfigError(f"{key}={value!r} is not valid: choose one of {', '.join(allowed)}")
 
 
-# --------------------------------------------------------------------------- type checking
-
-def _check_type(key: str, value: Any, tp: Any) -> Any:
-    """Return ``value`` converted to ``tp`` where lossless, else raise ConfigError."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _check_type(key, value, arg)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
-    if origin is list:
-        (item_tp,) = typing.get_args(tp)
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
-        return [_check_type(f"{key}[{i}]", v, item_tp) for i, v in enumerate(value)]
-    if origin is dict:
-        key_tp, val_tp = typing.get_args(tp)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping, got {value!r}")
-        return {_check_type(key, k, key_tp): _check_type(f"{key}.{k}", v, val_tp)
-                for k, v in value.items()}
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{key} must be a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key} must be a string, got {value!r}")
-    raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover
-
-
-def _from_dict(cls: type, data: dict, prefix: str = "") -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}': "
-                          f"allowed keys are {', '.join(sorted(names))}")
-    kwargs = {}
-    for name, value in data.items():
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = _from_dict(tp, value, f"{prefix}{name}.")
-        else:
-            kwargs[name] = _check_type(f"{prefix}{name}", value, tp)
-    return cls(**kwargs)
-
-
 def config_from_dict(data: dict) -> RunConfig:
     """Build and validate a :class:`RunConfig` from a (possibly partial) nested mapping."""
-    return _from_dict(RunConfig, data).validate()
+    return from_mapping(RunConfig, data).validate()
 
 
 # --------------------------------------------------------------------------- merging

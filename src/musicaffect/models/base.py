@@ -170,15 +170,15 @@ class MusicModel(nn.Module):
             ``name`` (registry key), ``params`` (all backbone and wrapper options; plain
             lists, no tuples), ``n_features`` and ``tasks``.
         """
-        from musicaffect.models.registry import WRAPPER_PARAMS, _to_plain
+        from musicaffect.typecheck import to_plain
 
         name = getattr(self.backbone, "registry_name", None)
         config = getattr(self.backbone, "config", None)
         if name is None or config is None:
             raise ConfigError(f"backbone {type(self.backbone).__name__} is not registered; "
                               "register it with register_backbone to save or rebuild it")
-        params = _to_plain(dataclasses.asdict(config))
-        params.update({k: getattr(self, k) for k in WRAPPER_PARAMS})
+        params = to_plain(dataclasses.asdict(config))
+        params.update({f.name: getattr(self, f.name) for f in dataclasses.fields(WrapperConfig)})
         return {"name": name, "params": params, "n_features": self.n_features,
                 "tasks": self.tasks}
 

@@ -12,7 +12,6 @@ before the heads) and ``freq_mask`` / ``time_mask`` (SpecAugment-style masking i
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -21,6 +20,7 @@ from torch import nn
 
 from musicaffect.errors import ConfigError
 from musicaffect.models.base import MusicModel, WrapperConfig
+from musicaffect.typecheck import check, to_plain
 
 #: name -> (backbone class, config dataclass)
 _BACKBONES: dict[str, tuple[type[nn.Module], type]] = {}
@@ -71,68 +71,9 @@ def _lookup(name: str) -> tuple[type[nn.Module], type]:
 def model_defaults(name: str) -> dict[str, Any]:
     """Default parameters of a registered model (backbone fields + wrapper options)."""
     _, config_cls = _lookup(name)
-    defaults = _to_plain(dataclasses.asdict(config_cls()))
+    defaults = to_plain(dataclasses.asdict(config_cls()))
     defaults.update(dataclasses.asdict(WrapperConfig()))
     return defaults
-
-
-def _to_plain(value: Any) -> Any:
-    """Tuples -> lists recursively, so params are YAML/JSON and ``weights_only`` friendly."""
-    if isinstance(value, dict):
-        return {k: _to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_plain(v) for v in value]
-    return value
-
-
-def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-
-
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check ``value`` against a field annotation and return it in canonical form."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: {value!r} does not have type {_type_name(annotation)}")
-    if origin is typing.Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{where} item {i}") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"{where}: expected {len(args)} items, got {value!r}")
-        return tuple(_coerce(v, a, f"{where} item {i}") for i, (v, a) in enumerate(zip(value, args)))
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return int(value)
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise TypeError(f"{where}: unsupported config field type {annotation!r}")
 
 
 def parse_config(name: str, params: Mapping[str, Any] | None) -> tuple[Any, dict[str, Any]]:
@@ -160,10 +101,10 @@ def parse_config(name: str, params: Mapping[str, Any] | None) -> tuple[Any, dict
     if unknown:
         raise ConfigError(f"model {name!r}: unknown parameter {unknown[0]!r}; allowed "
                           f"parameters: {', '.join(allowed)}")
-    values = {k: _coerce(v, hints[k], f"model {name!r} parameter {k!r}")
+    values = {k: check(f"model {name!r} parameter {k!r}", v, hints[k])
               for k, v in params.items() if k in fields}
     wrapper_hints = typing.get_type_hints(WrapperConfig)
-    wrapper_values = {k: _coerce(v, wrapper_hints[k], f"model {name!r} parameter {k!r}")
+    wrapper_values = {k: check(f"model {name!r} parameter {k!r}", v, wrapper_hints[k])
                       for k, v in params.items() if k in WRAPPER_PARAMS}
     try:
         config = config_cls(**values)
