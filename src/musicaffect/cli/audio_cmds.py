@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-#: the length rules of musicaffect.features.audio (listed here so --help needs no librosa)
-LENGTH_RULES = ("crop", "pad", "keep")
+from musicaffect.features.params import LENGTH_RULES
 
 
 def register(sub: argparse._SubParsersAction) -> None:

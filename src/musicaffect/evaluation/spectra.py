@@ -12,8 +12,10 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-SR = 22050
-HOP_LENGTH = 512
+from musicaffect.features.params import FeatureParams
+
+SR = FeatureParams.sr
+HOP_LENGTH = FeatureParams.hop_length
 
 
 def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:

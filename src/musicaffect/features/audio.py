@@ -26,11 +26,9 @@ shorter than ``min_seconds`` (default 5 s) is rejected as too short.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,122 +38,22 @@ import numba
 import numpy as np
 
 from musicaffect.errors import ConfigError, DataError
+from musicaffect.features.params import LENGTH_RULES, FeatureParams
 
 log = logging.getLogger(__name__)
 
-#: accepted values of ``FeatureParams.length_rule``
-LENGTH_RULES: tuple[str, ...] = ("crop", "pad", "keep")
+#: the dataset's recipe: the defaults of every function below (one owner: FeatureParams)
+_P = FeatureParams
 
 #: bins per octave of the CQT behind ``chroma_cqt`` (librosa's default)
 _CQT_BINS_PER_OCTAVE = 36
-
-
-@dataclass(frozen=True)
-class FeatureParams:
-    """Every parameter that decides the features; written as JSON next to any output.
-
-    The defaults are the dataset's. ``clip_seconds`` and ``length_rule`` are used when
-    building datasets (:func:`apply_length_rule`); ``min_seconds`` and ``silence_threshold``
-    (peak absolute amplitude, 1e-4 = -80 dBFS) decide which audio is rejected.
-    """
-
-    sr: int = 22050
-    n_fft: int = 2048
-    hop_length: int = 512
-    n_mels: int = 128
-    n_chroma: int = 12
-    power: float = 2.0
-    top_db: float = 80.0
-    fallback_bpm: float = 120.0
-    min_beats: int = 2
-    min_seconds: float = 5.0
-    silence_threshold: float = 1e-4
-    clip_seconds: float = 30.0
-    length_rule: str = "crop"
-    dtype: str = "float32"
-
-    def __post_init__(self) -> None:
-        if self.length_rule not in LENGTH_RULES:
-            raise ConfigError(f"unknown length rule {self.length_rule!r}: use one of "
-                              f"{', '.join(LENGTH_RULES)}")
-        for name in ("sr", "n_fft", "hop_length", "n_mels", "fallback_bpm", "clip_seconds"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"feature parameter {name} must be > 0, "
-                                  f"got {getattr(self, name)!r}")
-        if self.min_seconds > self.clip_seconds:
-            raise ConfigError(f"min_seconds ({self.min_seconds}) is longer than clip_seconds "
-                              f"({self.clip_seconds}): lower min_seconds")
-
-    @property
-    def n_features(self) -> int:
-        """Rows of the fused array: ``n_mels + n_chroma`` (140)."""
-        return self.n_mels + self.n_chroma
-
-    def to_dict(self) -> dict[str, Any]:
-        """The parameters as a plain dict (JSON-ready)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FeatureParams:
-        """Rebuild from :meth:`to_dict` output; extra keys (e.g. ``"librosa"``) are ignored."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def write(self, path: str | os.PathLike) -> Path:
-        """Write the parameters, the rules and the librosa version as JSON (atomically)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {**self.to_dict(), "librosa": librosa.__version__, "rules": _rules_text(self)}
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
-
-    @classmethod
-    def read(cls, path: str | os.PathLike) -> FeatureParams:
-        """Read a file written by :meth:`write`; raises DataError if it is unreadable."""
-        path = Path(path)
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise DataError(f"cannot read feature parameters ({err}): delete the file to "
-                            "rebuild from scratch", path=path) from err
-        if not isinstance(doc, dict):
-            raise DataError("feature parameters are not a JSON object: delete the file to "
-                            "rebuild from scratch", path=path)
-        return cls.from_dict(doc)
-
-
-def _rules_text(params: FeatureParams) -> dict[str, str]:
-    frames = 60.0 / params.fallback_bpm * params.sr / params.hop_length
-    length = {
-        "crop": f"clips longer than {params.clip_seconds:g} s are cut to their central "
-                f"{params.clip_seconds:g} s; shorter clips are kept as they are",
-        "pad": f"clips longer than {params.clip_seconds:g} s are cut to their central "
-               f"{params.clip_seconds:g} s; shorter clips are zero-padded at the end",
-        "keep": "every clip is kept at its full length",
-    }[params.length_rule]
-    return {
-        "length": f"{length}; audio shorter than {params.min_seconds:g} s is rejected",
-        "silence": f"audio whose peak absolute amplitude is below {params.silence_threshold:g} "
-                   "is rejected as silent",
-        "no_beats": f"when fewer than {params.min_beats} beats are found, the beat-synchronous "
-                    f"version uses fixed segments of one beat at {params.fallback_bpm:g} BPM "
-                    f"(every {frames:.2f} frames)",
-        "mel": "power spectrogram (power 2) -> mel filterbank -> power_to_db(ref=np.max, "
-               f"top_db={params.top_db:g})",
-        "chroma": "librosa.feature.chroma_cqt (CQT magnitude, 36 bins per octave, 7 octaves "
-                  "from C1, infinity-norm per frame)",
-        "beat": "HPSS of the STFT (kernel 31, power 2, margin 1), beat_track on the percussive signal, "
-                "librosa.util.sync(fused, beats, aggregate=np.median)",
-    }
 
 
 # ---------------------------------------------------------------------------------------
 # loading and checking
 
 
-def load_audio(path: str | os.PathLike, *, sr: int = 22050, duration: float | None = None,
+def load_audio(path: str | os.PathLike, *, sr: int = _P.sr, duration: float | None = None,
                offset: float = 0.0) -> tuple[np.ndarray, int]:
     """Load an audio file as a mono signal at ``sr``.
 
@@ -274,9 +172,9 @@ def apply_length_rule(y: np.ndarray, *, sr: int, clip_seconds: float = 30.0,
 # single transforms (each callable alone, with librosa's vocabulary)
 
 
-def mel_db(y: np.ndarray | None = None, *, sr: int = 22050, S: np.ndarray | None = None,
-           n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128,
-           top_db: float = 80.0) -> np.ndarray:
+def mel_db(y: np.ndarray | None = None, *, sr: int = _P.sr, S: np.ndarray | None = None,
+           n_fft: int = _P.n_fft, hop_length: int = _P.hop_length, n_mels: int = _P.n_mels,
+           top_db: float = _P.top_db) -> np.ndarray:
     """Log-mel spectrogram in dB relative to the clip's maximum.
 
     Parameters
@@ -299,8 +197,8 @@ def mel_db(y: np.ndarray | None = None, *, sr: int = 22050, S: np.ndarray | None
     return librosa.power_to_db(mel, ref=np.max, top_db=top_db).astype(np.float32, copy=False)
 
 
-def chroma(y: np.ndarray, *, sr: int = 22050, hop_length: int = 512,
-           n_chroma: int = 12, tuning: float | None = None) -> np.ndarray:
+def chroma(y: np.ndarray, *, sr: int = _P.sr, hop_length: int = _P.hop_length,
+           n_chroma: int = _P.n_chroma, tuning: float | None = None) -> np.ndarray:
     """Chromagram from the constant-Q transform (``librosa.feature.chroma_cqt``).
 
     Parameters
@@ -336,8 +234,8 @@ def stack(M: np.ndarray, C: np.ndarray) -> np.ndarray:
     return np.concatenate([M[:, :t], C[:, :t]], axis=0).astype(np.float32, copy=False)
 
 
-def fused(y: np.ndarray, *, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512,
-          n_mels: int = 128, n_chroma: int = 12) -> np.ndarray:
+def fused(y: np.ndarray, *, sr: int = _P.sr, n_fft: int = _P.n_fft, hop_length: int = _P.hop_length,
+          n_mels: int = _P.n_mels, n_chroma: int = _P.n_chroma) -> np.ndarray:
     """The dataset's fused features: log-mel rows over chroma rows (one shared STFT).
 
     Parameters
@@ -351,11 +249,11 @@ def fused(y: np.ndarray, *, sr: int = 22050, n_fft: int = 2048, hop_length: int 
     """
     D = _stft(y, n_fft=n_fft, hop_length=hop_length)
     return _fused_from_stft(y, D, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
-                            n_chroma=n_chroma, top_db=80.0)
+                            n_chroma=n_chroma, top_db=_P.top_db)
 
 
-def percussive_beats(y: np.ndarray, *, sr: int = 22050, n_fft: int = 2048,
-                     hop_length: int = 512, D: np.ndarray | None = None
+def percussive_beats(y: np.ndarray, *, sr: int = _P.sr, n_fft: int = _P.n_fft,
+                     hop_length: int = _P.hop_length, D: np.ndarray | None = None
                      ) -> tuple[np.ndarray, float]:
     """Beat frames tracked on the percussive part of ``y`` (HPSS, then ``beat_track``).
 
@@ -455,8 +353,8 @@ def _running_median(X, k):  # pragma: no cover (compiled)
     return out
 
 
-def fallback_beats(n_frames: int, *, sr: int = 22050, hop_length: int = 512,
-                   bpm: float = 120.0) -> np.ndarray:
+def fallback_beats(n_frames: int, *, sr: int = _P.sr, hop_length: int = _P.hop_length,
+                   bpm: float = _P.fallback_bpm) -> np.ndarray:
     """Fixed beat frames at ``bpm`` (the no-beat rule): ``round(k * 60 / bpm * sr / hop)``.
 
     Returns
@@ -468,9 +366,9 @@ def fallback_beats(n_frames: int, *, sr: int = 22050, hop_length: int = 512,
     return np.unique(np.round(np.arange(step, n_frames, step)).astype(int))
 
 
-def beat_sync(features: np.ndarray, y: np.ndarray, *, sr: int = 22050, n_fft: int = 2048,
-              hop_length: int = 512, fallback_bpm: float = 120.0, min_beats: int = 2,
-              beats: np.ndarray | None = None) -> np.ndarray:
+def beat_sync(features: np.ndarray, y: np.ndarray, *, sr: int = _P.sr, n_fft: int = _P.n_fft,
+              hop_length: int = _P.hop_length, fallback_bpm: float = _P.fallback_bpm,
+              min_beats: int = _P.min_beats, beats: np.ndarray | None = None) -> np.ndarray:
     """Median of the feature frames between beats (the dataset's beat-synchronous version).
 
     Parameters
