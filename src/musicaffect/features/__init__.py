@@ -22,11 +22,17 @@ from musicaffect.features.audio import (
     stack,
     warm_up,
 )
-from musicaffect.features.build import BuildReport, assign_splits, build_dataset, read_labels
+from musicaffect.features.build import (
+    BuildReport,
+    assign_splits,
+    build_dataset,
+    read_label_table,
+    read_labels,
+)
 
 __all__ = [
     "LENGTH_RULES", "BuildReport", "FeatureParams", "apply_length_rule", "assign_splits",
     "beat_sync", "build_dataset", "check_audio", "chroma", "extract", "extract_file",
     "fallback_beats", "fused", "hpss_percussive", "load_audio", "median_filter_rows", "mel_db",
-    "percussive_beats", "read_labels", "stack", "warm_up",
+    "percussive_beats", "read_label_table", "read_labels", "stack", "warm_up",
 ]
