@@ -48,9 +48,10 @@ _HINT_SKIP = "fix or remove the row, or pass --skip-bad (skip_bad=True) to skip 
 class ClipRecord:
     """One clip: where it is and its labels.
 
-    ``genre20`` is the raw FMA genre, ``genre10`` its lab class (None when dropped or for
-    multitask clips); ``targets`` maps regression target names to values in [0, 1] (empty
-    when unlabelled).
+    ``genre20`` is the raw genre of the label file (an FMA genre on the Kaggle data),
+    ``genre10`` its class under the root's genre mapping (the lab's 10 classes by default;
+    None when dropped or for multitask clips); ``targets`` maps regression target names to
+    values (in [0, 1] on the Kaggle data; empty when unlabelled).
     """
 
     id: str
@@ -254,6 +255,20 @@ def _multitask_records(label_file: Path, files: dict[str, Path], split: str,
             continue
         records.append(ClipRecord(cid, files[cid], split, targets=targets))
     return records
+
+
+def genre_labels_by_id(root: str | os.PathLike, *, rate: str = "full", split: str = "train",
+                       skip_bad: bool = False, vocab: Vocabulary | None = None
+                       ) -> dict[str, str]:
+    """Clip id -> raw genre of the genre folder's label file (empty when the folder or
+    file is missing); for joining genre labels onto the clips of the multitask folder of a
+    root made by ``build-dataset``, where one clip has one id in both folders."""
+    folder = Path(root) / folder_name("genre", rate)
+    if not (folder / split).is_dir() or not (folder / f"{split}_labels.txt").is_file():
+        return {}
+    recs = index_clips(root, dataset="genre", rate=rate, split=split, skip_bad=skip_bad,
+                       mapped=False, vocab=vocab)
+    return {r.id: r.genre20 for r in recs if r.genre20}
 
 
 def _id_key(cid: str) -> tuple[int, int | str]:
