@@ -44,10 +44,16 @@ def predict_test(runs: list[str | Path], data_root: str | Path, *, batch_size: i
         cfg = config_from_dict(ckpt["config"])
         targets = [t for t in ckpt["model"]["tasks"] if t in TARGETS]
         if not targets:
+            others = [t for t in ckpt["model"]["tasks"] if t != "genre"]
+            if others:
+                raise CheckpointError(
+                    f"{ckpt['path']}: the Kaggle submission needs {', '.join(TARGETS)}, but "
+                    f"this model predicts {', '.join(others)} (its data root's targets); "
+                    "train on the Kaggle multitask data for a submission")
             raise CheckpointError(f"{ckpt['path']}: a genre model cannot make an affect "
                                   "submission; give a multitask or regression run")
         ds = SpectrogramDataset(data_root, dataset="multitask", rate=cfg.data.rate,
-                                split="test", view=cfg.data.view, tasks="all",
+                                split="test", view=cfg.data.view, tasks=targets,
                                 cache_dir=cfg.data.cache_dir, use_cache=cfg.data.use_cache,
                                 skip_bad=cfg.data.skip_bad)
         res = predict_outputs(model.to(dev), make_loader(ds, None, batch_size=batch_size,
@@ -68,8 +74,9 @@ def predict_test(runs: list[str | Path], data_root: str | Path, *, batch_size: i
                                                     cfg.loss.bounded))[order]
     missing = [t for t in TARGETS if t not in preds]
     if missing:
-        raise CheckpointError(f"no run predicts {', '.join(missing)}; give a multitask run or "
-                              "one run per target")
+        raise CheckpointError(f"no run predicts {', '.join(missing)}: the Kaggle submission "
+                              f"needs {', '.join(TARGETS)}; give a multitask run or one run "
+                              "per target")
     return ids or [], preds
 
 

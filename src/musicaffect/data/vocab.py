@@ -327,7 +327,12 @@ def vocabulary_of_checkpoint(ckpt: Mapping[str, Any]) -> Vocabulary:
     """The vocabulary a checkpoint was trained with (older checkpoints: the lab's)."""
     if isinstance(ckpt.get("vocab"), Mapping):
         return Vocabulary.from_dict(ckpt["vocab"], path=ckpt.get("path"))
-    return lab_vocabulary()
+    vocab = lab_vocabulary()
+    classes = tuple(str(c) for c in ckpt.get("classes") or ())
+    if classes and classes != vocab.classes:
+        return replace(vocab, classes=classes, mapping={c: c for c in classes},
+                       genre_map="none", source="checkpoint")
+    return vocab
 
 
 def load_groups(root: str | os.PathLike, vocab: Vocabulary | None = None) -> dict[str, str]:
