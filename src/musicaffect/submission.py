@@ -32,10 +32,21 @@ def predict_test(runs: list[str | Path], data_root: str | Path, *, batch_size: i
     Returns ``(ids, {target: (N,)})``; every target must be covered by exactly one run.
     """
     from musicaffect.data.dataset import SpectrogramDataset
-    from musicaffect.training.checkpoint import load_model
+    from musicaffect.training.checkpoint import load_checkpoint, load_model
     from musicaffect.training.engine import make_loader, predict_outputs
     from musicaffect.training.losses import predict_transform
 
+    # every target covered? (checked on the checkpoints, before predicting anything)
+    given: list[str] = []
+    for run in runs:
+        given += [t for t in load_checkpoint(run)["model"]["tasks"]
+                  if t != "genre" and t not in given]
+    missing = [t for t in TARGETS if t not in given]
+    if missing and given:
+        raise CheckpointError(f"no run predicts {', '.join(missing)} (the runs predict "
+                              f"{', '.join(given)}): the Kaggle submission needs "
+                              f"{', '.join(TARGETS)}; give a multitask run or one run per "
+                              "target, trained on the Kaggle multitask data")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     preds: dict[str, np.ndarray] = {}
     ids: list[str] | None = None

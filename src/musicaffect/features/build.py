@@ -575,8 +575,11 @@ def build_dataset(audio_dir: str | os.PathLike, out: str | os.PathLike, *,
         if not segment > 0:
             raise ConfigError(f"segment must be a positive number of seconds, got {segment}")
         clip_seconds = float(segment)
-    params = replace(params or FeatureParams(), clip_seconds=clip_seconds,
-                     length_rule=length_rule)
+    params = params or FeatureParams()
+    extra = {}
+    if segment is not None and params.min_seconds > segment:
+        extra["min_seconds"] = float(segment)   # one segment is long enough
+    params = replace(params, clip_seconds=clip_seconds, length_rule=length_rule, **extra)
     rows, vocab = read_label_table(labels_csv, genre_map=genre_map)
     probe_errors: list[tuple[str, str]] = []
     if segment is not None:
