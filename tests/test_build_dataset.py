@@ -236,23 +236,24 @@ def test_refuses_a_dataset_it_did_not_build(tmp_path):
         build_dataset(tmp_path, tmp_path / "data", labels_csv=labels, jobs=1)
 
 
-@pytest.mark.parametrize(("text", "match"), [
-    ("file,mood\na.wav,happy\n", r"unknown column 'mood'.*file, genre, valence"),
-    ("genre\nRock\n", "no 'file' column"),
-    ("file,genre\na.wav,Polka\n", "unknown genre 'Polka'"),
-    ("file,valence,energy\na.wav,0.5,0.5\n", "danceability missing"),
-    ("file,valence,energy,danceability\na.wav,1.5,0.5,0.5\n", r"outside \[0, 1\]"),
-    ("file,valence,energy,danceability\na.wav,x,0.5,0.5\n", "not a number"),
-    ("file,genre\na.wav,Rock\na.wav,Jazz\n", "listed twice"),
-    ("file,genre,split\na.wav,Rock,val\n", "unknown split"),
-    ("file,split\na.wav,train\n", "needs labels"),
-    ("", "empty"),
+@pytest.mark.parametrize(("text", "match", "genre_map"), [
+    ("file,mood\na.wav,happy\n", r"column 'mood' holds 'happy'.*not a number", "auto"),
+    ("genre\nRock\n", "no 'file' column", "auto"),
+    ("file,genre\na.wav,Polka\n", "unknown genre 'Polka'.*--genre-map none", "lab"),
+    ("file,valence,energy\na.wav,0.5,\nb.wav,0.1,0.2\n", "energy missing", "auto"),
+    ("file,valence,energy,danceability\na.wav,inf,0.5,0.5\n", "not a finite number", "auto"),
+    ("file,valence,energy,danceability\na.wav,x,0.5,0.5\n", "not a number", "auto"),
+    ("file,genre\na.wav,Rock\na.wav,Jazz\n", "listed twice", "auto"),
+    ("file,genre,split\na.wav,Rock,val\n", "unknown split", "auto"),
+    ("file,split\na.wav,train\n", "needs labels", "auto"),
+    ("file,embedding\na.wav,1\n", "cannot name a regression target", "auto"),
+    ("", "empty", "auto"),
 ])
-def test_labels_csv_errors(tmp_path, text, match):
+def test_labels_csv_errors(tmp_path, text, match, genre_map):
     path = tmp_path / "labels.csv"
     path.write_text(text)
     with pytest.raises(DataError, match=match) as err:
-        read_labels(path)
+        read_labels(path, genre_map=genre_map)
     assert "labels.csv" in str(err.value)
 
 
@@ -322,7 +323,7 @@ def test_cli_exit_2_when_nothing_built(tmp_path, capsys):
 
 def test_cli_bad_labels_is_a_one_line_error(tmp_path, capsys):
     labels = tmp_path / "labels.csv"
-    labels.write_text("file,tempo\na.wav,120\n")
+    labels.write_text("file,tempo\na.wav,fast\n")
     rc = main(["build-dataset", str(tmp_path), str(tmp_path / "data"), "--labels", str(labels)])
     err = capsys.readouterr().err
-    assert rc == 2 and "labels.csv:1: unknown column 'tempo'" in err
+    assert rc == 2 and "labels.csv:2: column 'tempo' holds 'fast'" in err

@@ -149,5 +149,8 @@ def test_targets_by_lab_column_index():
     assert cfg.data.tasks == ["energy", "danceability"]
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("affect-cnn-full-fused", ["data.tasks=[4]"])
-    with pytest.raises(ConfigError, match="unknown regression target"):
-        load_config("affect-cnn-full-fused", ["data.tasks=[arousal]"])
+    # other names are the data root's own targets, checked against its labels.json later
+    assert load_config("affect-cnn-full-fused", ["data.tasks=[Arousal]"]).data.tasks == \
+        ["arousal"]
+    with pytest.raises(ConfigError, match="cannot name a regression target"):
+        load_config("affect-cnn-full-fused", ["data.tasks=[embedding]"])

@@ -34,7 +34,10 @@ class DataConfig:
     dataset: str = "genre"            # genre | multitask
     rate: str = "full"                # full (about 1293 frames) | beat (beat-synchronous)
     view: str = "mel"                 # mel | chroma | fused
-    tasks: list[str | int] = field(default_factory=lambda: [GENRE_TASK])  # or 1, 2, 3
+    # genre and/or the data's target names (labels.json), "all" targets, or the Kaggle
+    # file's columns 1, 2, 3 (valence, energy, danceability)
+    tasks: list[str | int] = field(default_factory=lambda: [GENRE_TASK])
+    genre_map: str = "auto"           # auto (the root's labels.json) | lab | none | FILE
     val_fraction: float = 0.2
     split_seed: int = 420             # the lab helper's seed
     stratify: bool = False            # stratified split instead of the lab's shuffle rule
@@ -121,14 +124,16 @@ class RunConfig:
         _choice("data.view", d.view, VIEWS)
         if not d.tasks:
             raise ConfigError("data.tasks is empty: give 'genre' or regression targets")
-        # the lab's column indices (1 valence, 2 energy, 3 danceability) become names
-        d.tasks = [t if t == GENRE_TASK else resolve_targets(t)[0] for t in d.tasks]
+        # the lab's column indices (1 valence, 2 energy, 3 danceability) become names; other
+        # names are the data's own targets (checked against its labels.json when training)
+        d.tasks = [_task_name(t) for t in d.tasks]
         if d.dataset == "genre" and d.tasks != [GENRE_TASK]:
             raise ConfigError("the genre folders only have genre labels: use data.tasks=[genre] "
-                              "or data.dataset=multitask for valence/energy/danceability")
-        if d.dataset == "multitask" and GENRE_TASK in d.tasks:
-            raise ConfigError("the multitask folders have no genre labels: use regression "
-                              f"targets ({', '.join(TARGETS)})")
+                              "or data.dataset=multitask for regression targets")
+        if d.dataset == "multitask" and d.tasks == [GENRE_TASK]:
+            raise ConfigError("the multitask folders have no genre labels of their own: add "
+                              f"regression targets ({', '.join(TARGETS)} on the Kaggle data) "
+                              "or use data.dataset=genre")
         if not 0.0 < d.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
         _choice("loss.regression", self.loss.regression, ("mse", "l1", "huber"))
@@ -138,11 +143,28 @@ class RunConfig:
         if self.train.monitor in ("val_accuracy", "val_macro_f1") and GENRE_TASK not in d.tasks:
             raise ConfigError(f"train.monitor={self.train.monitor} needs the genre task; "
                               "use val_loss or val_spearman_mean for regression")
-        if self.train.monitor == "val_spearman_mean" and GENRE_TASK in d.tasks:
+        if self.train.monitor == "val_spearman_mean" and d.tasks == [GENRE_TASK]:
             raise ConfigError("train.monitor=val_spearman_mean needs regression targets")
         if self.train.batch_size < 1 or self.train.epochs < 1 or self.train.lr <= 0:
             raise ConfigError("train.batch_size and train.epochs must be >= 1, train.lr > 0")
         return self
+
+
+def _task_name(task: str | int) -> str:
+    if task == GENRE_TASK:
+        return task
+    if isinstance(task, int) or (isinstance(task, str) and task.strip().isdigit()):
+        return resolve_targets(task)[0]
+    name = str(task).strip().lower()
+    if name in ("all", GENRE_TASK):
+        return name
+    from musicaffect.data.vocab import check_target_name
+    from musicaffect.errors import DataError
+
+    try:
+        return check_target_name(name)
+    except DataError as err:
+        raise ConfigError(f"data.tasks: {err}") from None
 
 
 def _choice(key: str, value: Any, allowed: tuple) -> None:

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from musicaffect.data.arrays import load_array, select_view
-from musicaffect.data.labels import CLASS_MAPPING, CLASSES, GENRES20
 from musicaffect.data.layout import ClipRecord, index_clips, is_synthetic
+from musicaffect.data.vocab import Vocabulary, lab_vocabulary, load_vocabulary
 from musicaffect.errors import DataError
 from musicaffect.evaluation.spectra import plot_class_histogram, plot_spectrogram_grid
 
@@ -38,11 +38,15 @@ def pick_two_clips(records: list[ClipRecord], *, seed: int = 0) -> tuple[ClipRec
     return first, others[int(rng.integers(len(others)))]
 
 
-def class_counts(records: list[ClipRecord]) -> tuple[dict[str, int], dict[str, int]]:
-    """Clips per raw genre (all 20, in name order) and per lab class (10, index order)."""
+def class_counts(records: list[ClipRecord], vocab: Vocabulary | None = None
+                 ) -> tuple[dict[str, int], dict[str, int]]:
+    """Clips per raw genre (every name of the mapping, in name order: the 20 FMA genres on
+    the Kaggle data) and per class (index order: the lab's 10 by default)."""
+    vocab = vocab if vocab is not None else lab_vocabulary()
     raw = Counter(r.genre20 for r in records)
-    mapped = Counter(CLASS_MAPPING[r.genre20] for r in records if r.genre20 is not None)
-    return ({g: raw.get(g, 0) for g in GENRES20}, {c: mapped.get(c, 0) for c in CLASSES})
+    mapped = Counter(vocab.mapping.get(r.genre20) for r in records if r.genre20 is not None)
+    genres = sorted(vocab.genres, key=lambda g: (g.casefold(), g))
+    return ({g: raw.get(g, 0) for g in genres}, {c: mapped.get(c, 0) for c in vocab.classes})
 
 
 def _summary_markdown(result: dict[str, Any]) -> str:
@@ -99,9 +103,11 @@ def run_explore(root: str | os.PathLike, out_dir: str | os.PathLike, *,
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train = index_clips(root, dataset="genre", rate="full", split="train", mapped=False)
+    vocab = load_vocabulary(root)
+    train = index_clips(root, dataset="genre", rate="full", split="train", mapped=False,
+                        vocab=vocab)
     beat = {r.id: r for r in index_clips(root, dataset="genre", rate="beat", split="train",
-                                         mapped=False)}
+                                         mapped=False, vocab=vocab)}
     pair = pick_two_clips(train, seed=seed)
     clips: list[dict[str, Any]] = []
     views: dict[str, list[np.ndarray]] = {k: [] for k in ("mel_full", "mel_beat", "chroma_full",
@@ -141,15 +147,16 @@ def run_explore(root: str | os.PathLike, out_dir: str | os.PathLike, *,
         fig.savefig(path, dpi=dpi)
         figures[key] = str(path)
 
-    before, after = class_counts(train)
+    before, after = class_counts(train, vocab)
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(12, 4.2), layout="tight")
     ax_before, ax_after = fig.subplots(1, 2, width_ratios=[2, 1])
-    dropped = [g for g, c in CLASS_MAPPING.items() if c is None]
+    dropped = [g for g, c in vocab.mapping.items() if c is None]
     plot_class_histogram(before, ax=ax_before, dropped=dropped,
-                         title="training clips per genre, before mapping (20; grey = dropped)")
-    plot_class_histogram(after, title="after mapping (10 classes)", ax=ax_after)
+                         title=f"training clips per genre, before mapping ({len(before)}"
+                               f"{'; grey = dropped' if dropped else ''})")
+    plot_class_histogram(after, title=f"after mapping ({len(after)} classes)", ax=ax_after)
     path = out / "class_histograms.png"
     fig.savefig(path, dpi=dpi)
     figures["class_histograms"] = str(path)

@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from musicaffect.data.labels import TARGETS
 from musicaffect.data.layout import FOLDERS
 from musicaffect.errors import MusicAffectError
 
@@ -93,9 +94,13 @@ def run_lab(data_root: str | Path, out_dir: str | Path, *, budget: str = "quick"
     if device:
         overrides.append(f"train.accelerator={device}")
     state = LabState(out / "lab_state.json")
+    vocab = suites.data_vocabulary(data_root, overrides)
     state.data.update({"data_root": str(Path(data_root).resolve()), "budget": budget,
                        "seed": seed, "overrides": overrides,
                        "synthetic": bool(is_synthetic(data_root)),
+                       "references": vocab.is_lab,
+                       "classes": list(vocab.classes), "targets": list(vocab.targets),
+                       "kinds": {t: vocab.kind(t) for t in vocab.targets},
                        "started": time.strftime("%Y-%m-%d %H:%M:%S")})
     state.save()
     runs = out / "runs"
@@ -130,8 +135,15 @@ def run_lab(data_root: str | Path, out_dir: str | Path, *, budget: str = "quick"
         for step in todo:
             bar.set_description(f"lab: {step}")
             missing = missing_folders(data_root, step)
+            reason = None
             if missing:
                 reason = f"missing folder(s) {', '.join(missing)} in {data_root}"
+            elif step == "submission" and not set(TARGETS) <= set(vocab.targets):
+                reason = (f"the Kaggle submission needs {', '.join(TARGETS)}; this data's "
+                          f"targets are {', '.join(vocab.targets) or 'none'}")
+            elif step in ("affect", "transfer", "multitask") and not vocab.targets:
+                reason = "this data root has no regression targets"
+            if reason:
                 log.warning("lab: skipping %s: %s", step, reason)
                 state.set(step, status="skipped", reason=reason)
                 bar.update(1)
@@ -281,24 +293,32 @@ def build_report(out_dir: str | Path) -> Path:
                      "note": s.get("reason") or s.get("error") or ""})
     rep.add_table(rows, header=["step", "status", "seconds", "note"], digits=1)
 
+    refs = d.get("references", True)
+    if not refs:
+        rep.add_note(f"This data root has its own labels (labels.json): classes "
+                     f"{', '.join(d.get('classes') or []) or 'none'}; targets "
+                     f"{', '.join(d.get('targets') or []) or 'none'}. LAB.md's public numbers "
+                     "are for the Kaggle dataset and are not shown beside these tables.",
+                     kind="info")
     _report_explore(rep, state.step("explore"))
     _report_overfit(rep, state.step("overfit"))
-    _report_genre(rep, state.step("genre"), out)
+    _report_genre(rep, state.step("genre"), out, refs)
     _report_affect(rep, "Affect regression (lab step 8)", state.step("affect"),
                    "One model per target: the best LSTM recipe (beat-synchronous fused "
                    "features) and the lab CNN (full-rate fused); Spearman's rho on a held-out "
                    "20% of the multitask train split (the competition test split has no "
-                   "labels).", ["LSTM (beat fused)", "CNN (full fused)"])
+                   "labels).", ["LSTM (beat fused)", "CNN (full fused)"], refs)
     _report_affect(rep, "Transfer learning (lab step 9)", state.step("transfer"),
                    "A genre CNN on full-rate fused features is trained first; the checkpoint "
                    "of its best validation epoch (lowest validation loss) initialises the "
                    "backbone of each regressor, which gets a new head and is fine-tuned (whole "
-                   "network trainable).", ["CNN (full fused)", "CNN transfer from genre"])
+                   "network trainable).", ["CNN (full fused)", "CNN transfer from genre"],
+                   refs)
     _report_affect(rep, "Multitask learning (lab step 10)", state.step("multitask"),
                    "One shared backbone with three regression heads; the loss sums the "
                    "per-target losses with fixed weights (0.4/0.2/0.2, as the best public run) "
                    "or learns them (homoscedastic uncertainty); also combined with transfer, "
-                   "and musicaffect's strongest recipe.", None)
+                   "and musicaffect's strongest recipe.", None, refs)
     _report_submission(rep, state.step("submission"))
     _report_activations(rep, state.step("genre"), out, d.get("data_root"))
 
@@ -378,7 +398,7 @@ def _report_overfit(rep, s: dict) -> None:
             rep.add_figure(r["figure"], caption=f"Training loss on one batch: {name}")
 
 
-def _report_genre(rep, s: dict, out: Path) -> None:
+def _report_genre(rep, s: dict, out: Path, refs: bool = True) -> None:
     from musicaffect.suites import GENRE_SUITE
 
     rep.add_section("Genre classification (lab steps 5-7)",
@@ -391,12 +411,16 @@ def _report_genre(rep, s: dict, out: Path) -> None:
     t = s["table"]
     ours = [{k: r[k] for k in ("experiment", "model", "features", "accuracy", "macro_f1")}
             for r in t["rows"]]
-    ref = [{"experiment": n, "model": m, "features": f, "accuracy": a, "macro_f1": f1}
-           for n, (m, f, a, f1) in GENRE_SUITE.items()
-           if any(r["experiment"] == n for r in t["rows"])]
-    rep.add_table(ours, reference=ref, reference_label="public (LAB.md)",
-                  caption="Accuracy and macro-F1 on the test set; public rows: origin report "
-                          "and best public student CNN, real data")
+    if refs:
+        ref = [{"experiment": n, "model": m, "features": f, "accuracy": a, "macro_f1": f1}
+               for n, (m, f, a, f1) in GENRE_SUITE.items()
+               if any(r["experiment"] == n for r in t["rows"])]
+        rep.add_table(ours, reference=ref, reference_label="public (LAB.md)",
+                      caption="Accuracy and macro-F1 on the test set; public rows: origin "
+                              "report and best public student CNN, real data")
+    else:
+        rep.add_table(ours, caption="Accuracy and macro-F1 on the test set (this data's own "
+                                    "classes; no public reference applies)")
     if s.get("cross_rate"):
         rep.add_table(s["cross_rate"], caption="The full-rate CNN evaluated on the "
                                                "beat-synchronous test set")
@@ -420,21 +444,27 @@ def _rate_of(run: Path) -> str:
     return cfg["data"]["rate"]
 
 
-def _report_affect(rep, title: str, s: dict, text: str, ref_labels: list[str] | None) -> None:
-    from musicaffect.data.labels import TARGETS
+def _report_affect(rep, title: str, s: dict, text: str, ref_labels: list[str] | None,
+                   refs: bool = True) -> None:
     from musicaffect.suites import AFFECT_REFERENCE
 
     rep.add_section(title, text)
     if not _status_note(rep, s):
         return
     t = s["table"]
-    cols = ["model", *TARGETS, "mean"]
+    cols = [c for c in t["columns"] if c != "ref_mean"]
     ours = [{c: r.get(c) for c in cols} for r in t["rows"]]
-    ref = [dict(zip(cols, (label, *AFFECT_REFERENCE[label])))
-           for label in (ref_labels or list(AFFECT_REFERENCE)) if label in AFFECT_REFERENCE]
-    rep.add_table(ours, header=cols, reference=ref, reference_label="public (LAB.md)",
-                  caption="Spearman's rho per target and mean; public rows: best public "
-                          "student results, real data")
+    if refs and cols == ["model", *TARGETS, "mean"]:
+        ref = [dict(zip(cols, (label, *AFFECT_REFERENCE[label])))
+               for label in (ref_labels or list(AFFECT_REFERENCE))
+               if label in AFFECT_REFERENCE]
+        rep.add_table(ours, header=cols, reference=ref, reference_label="public (LAB.md)",
+                      caption="Spearman's rho per target and mean; public rows: best public "
+                              "student results, real data")
+    else:
+        rep.add_table(ours, header=cols,
+                      caption="Spearman's rho per target and mean (auc_<target>: ROC-AUC of "
+                              "a binary target); no public reference applies to this data")
     for name, run in s.get("runs", {}).items():
         run = Path(run)
         scatter = run / "eval" / f"multitask-{_rate_of(run)}-heldout" / "scatter.png" \
@@ -488,7 +518,8 @@ def activation_figure(run, data_root, path: Path) -> Path:
     if blocks is None:
         raise MusicAffectError(f"{run}: model {cfg.model.name} has no convolutional blocks")
     ds = SpectrogramDataset(data_root, dataset="genre", rate=cfg.data.rate, split="test",
-                            view=cfg.data.view, tasks=("genre",), cache_dir=cfg.data.cache_dir)
+                            view=cfg.data.view, tasks=("genre",), cache_dir=cfg.data.cache_dir,
+                            genre_map=cfg.data.genre_map)
     item = ds[0]
     maps: list = []
 

@@ -1,4 +1,5 @@
-"""Predict genre and/or valence, energy, danceability for songs (audio files).
+"""Predict genre and/or the regression targets of songs (audio files), with the names
+(classes, targets) each checkpoint carries.
 
 The features are computed exactly as the dataset's (:mod:`musicaffect.features.audio`), at
 the rate (full or beat-synchronous) and view each model was trained on. A song longer than
@@ -18,8 +19,8 @@ import numpy as np
 import torch
 
 from musicaffect.data.arrays import select_view
-from musicaffect.data.labels import CLASSES, GENRE_TASK, TARGETS
-from musicaffect.errors import MusicAffectError
+from musicaffect.data.labels import GENRE_TASK
+from musicaffect.errors import ConfigError, MusicAffectError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,13 @@ class LoadedModel:
     tasks: list[str]
     bounded: bool
     path: str
+    classes: list[str] = field(default_factory=list)    # genre class names, index order
+    kinds: dict[str, str] = field(default_factory=dict)  # target -> binary | continuous
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def targets(self) -> list[str]:
+        return [t for t in self.tasks if t != GENRE_TASK]
 
 
 @dataclass
@@ -48,6 +56,7 @@ class SongPrediction:
     windows: int = 0
     genre: list[tuple[str, float]] = field(default_factory=list)   # top classes, prob
     affect: dict[str, float] = field(default_factory=dict)
+    decisions: dict[str, int] = field(default_factory=dict)   # binary target -> 0/1
     models: list[str] = field(default_factory=list)
     beat_fallback: bool = False
     error: str | None = None
@@ -62,6 +71,7 @@ class SongPrediction:
             d["genre"] = [{"class": c, "probability": round(p, 4)}
                           for c, p in self.genre[:top or len(self.genre)]]
         d.update({k: round(v, 4) for k, v in self.affect.items()})
+        d.update({f"{k}_label": v for k, v in self.decisions.items()})
         if self.beat_fallback:
             d["beat_fallback"] = True
         return d
@@ -70,14 +80,26 @@ class SongPrediction:
 def load_models(paths: list[str | Path]) -> list[LoadedModel]:
     """Load checkpoints (run folders or .pt files) for prediction."""
     from musicaffect.config import config_from_dict
+    from musicaffect.data.vocab import vocabulary_of_checkpoint
     from musicaffect.training.checkpoint import load_model
 
     out = []
     for p in paths:
         model, ckpt = load_model(p)
         cfg = config_from_dict(ckpt["config"])
-        out.append(LoadedModel(cfg.name, model, cfg.data.rate, cfg.data.view,
-                               list(ckpt["model"]["tasks"]), cfg.loss.bounded, ckpt["path"]))
+        vocab = vocabulary_of_checkpoint(ckpt)
+        tasks = list(ckpt["model"]["tasks"])
+        kinds = dict(ckpt.get("kinds") or {t: vocab.kind(t) for t in tasks if t != GENRE_TASK})
+        out.append(LoadedModel(cfg.name, model, cfg.data.rate, cfg.data.view, tasks,
+                               cfg.loss.bounded, ckpt["path"], classes=list(vocab.classes),
+                               kinds=kinds, ranges=dict(vocab.ranges)))
+    genre_models = [m for m in out if GENRE_TASK in m.tasks]
+    for m in genre_models[1:]:
+        if m.classes != genre_models[0].classes:
+            raise ConfigError(f"{m.path}: its classes ({', '.join(m.classes)}) differ from "
+                              f"those of {genre_models[0].path} "
+                              f"({', '.join(genre_models[0].classes)}); genre probabilities "
+                              "of models with other classes cannot be averaged")
     return out
 
 
@@ -120,9 +142,21 @@ def _run_model(m: LoadedModel, feats: dict[str, np.ndarray], seconds: float,
     return res, len(wins)
 
 
+def model_targets(models: list[LoadedModel]) -> list[str]:
+    """The regression targets the models predict, in first-seen order."""
+    out: list[str] = []
+    for m in models:
+        out += [t for t in m.targets if t not in out]
+    return out
+
+
 def predict_files(models: list[LoadedModel], files: list[str | Path], *, top: int = 3,
-                  device: str | None = None, progress: bool = True) -> list[SongPrediction]:
-    """Predict every file; a file that fails gets ``error`` set and the others go on."""
+                  device: str | None = None, progress: bool = True,
+                  threshold: float | None = None) -> list[SongPrediction]:
+    """Predict every file; a file that fails gets ``error`` set and the others go on.
+
+    ``threshold``: also decide each binary target (``score >= threshold`` -> 1).
+    """
     from tqdm.auto import tqdm
 
     from musicaffect.features.audio import FeatureParams, extract_file
@@ -143,21 +177,30 @@ def predict_files(models: list[LoadedModel], files: list[str | Path], *, top: in
             continue
         pred.seconds = float(feats["info"].get("source_seconds", feats["info"]["seconds"]))
         pred.beat_fallback = bool(feats["info"].get("beat_fallback", False))
-        probs, affect = [], {t: [] for t in TARGETS}
+        probs, affect = [], {t: [] for t in model_targets(models)}
+        classes: list[str] = []
         for m in models:
             res, n = _run_model(m, feats, pred.seconds, dev)
             pred.windows = max(pred.windows, n)
             if GENRE_TASK in res:
                 probs.append(res[GENRE_TASK])
-            for t in TARGETS:
-                if t in res:
-                    affect[t].append(float(res[t]))
+                classes = m.classes
+            for t in m.targets:
+                affect[t].append(float(res[t]))
         if probs:
             p = np.mean(probs, axis=0)
             order = np.argsort(-p)[:top]
-            pred.genre = [(CLASSES[i], float(p[i])) for i in order]
-        # shown on the labels' [0, 1] scale (an unbounded head can step slightly outside)
-        pred.affect = {t: float(np.clip(np.mean(v), 0.0, 1.0)) for t, v in affect.items() if v}
+            names = classes if len(classes) == len(p) else [f"class {i}" for i in range(len(p))]
+            pred.genre = [(names[i], float(p[i])) for i in order]
+        # shown on the labels' scale ([0, 1] on the Kaggle data; an unbounded head can step
+        # slightly outside the range of the training labels)
+        ranges = {t: r for m in models for t, r in m.ranges.items()}
+        pred.affect = {t: float(np.clip(np.mean(v), *ranges.get(t, (-np.inf, np.inf))))
+                       for t, v in affect.items() if v}
+        if threshold is not None:
+            kinds = {t: k for m in models for t, k in m.kinds.items()}
+            pred.decisions = {t: int(v >= threshold) for t, v in pred.affect.items()
+                              if kinds.get(t) == "binary"}
         results.append(pred)
     return results
 
@@ -174,20 +217,30 @@ def format_table(preds: list[SongPrediction]) -> str:
         if p.genre:
             parts.append("genre: " + ", ".join(f"{c} {100 * q:.0f}%" for c, q in p.genre))
         if p.affect:
-            parts.append("  ".join(f"{k} {v:.2f}" for k, v in p.affect.items()))
+            parts.append("  ".join(f"{k} {v:.2f}" + (f" -> {p.decisions[k]}"
+                                                      if k in p.decisions else "")
+                                   for k, v in p.affect.items()))
         lines.append(" | ".join(parts))
     return "\n".join(lines)
 
 
-def to_csv_rows(preds: list[SongPrediction], *, top: int) -> tuple[list[str], list[list]]:
+def to_csv_rows(preds: list[SongPrediction], *, top: int,
+                targets: list[str] | None = None) -> tuple[list[str], list[list]]:
+    """CSV header and rows; ``targets``: the target columns (default: those predicted)."""
+    if targets is None:
+        targets = []
+        for p in preds:
+            targets += [t for t in p.affect if t not in targets]
+    decided = [t for t in targets if any(t in p.decisions for p in preds)]
     header = ["file", "seconds", "windows"]
     header += [f"genre{i + 1}" for i in range(top)] + [f"p{i + 1}" for i in range(top)]
-    header += list(TARGETS) + ["error"]
+    header += list(targets) + [f"{t}_label" for t in decided] + ["error"]
     rows = []
     for p in preds:
         g = p.genre + [("", math.nan)] * (top - len(p.genre))
         rows.append([p.file, f"{p.seconds:.2f}", p.windows, *[c for c, _ in g[:top]],
                      *["" if math.isnan(q) else f"{q:.4f}" for _, q in g[:top]],
-                     *[f"{p.affect[t]:.4f}" if t in p.affect else "" for t in TARGETS],
+                     *[f"{p.affect[t]:.4f}" if t in p.affect else "" for t in targets],
+                     *[p.decisions.get(t, "") for t in decided],
                      p.error or ""])
     return header, rows

@@ -32,10 +32,21 @@ def predict_test(runs: list[str | Path], data_root: str | Path, *, batch_size: i
     Returns ``(ids, {target: (N,)})``; every target must be covered by exactly one run.
     """
     from musicaffect.data.dataset import SpectrogramDataset
-    from musicaffect.training.checkpoint import load_model
+    from musicaffect.training.checkpoint import load_checkpoint, load_model
     from musicaffect.training.engine import make_loader, predict_outputs
     from musicaffect.training.losses import predict_transform
 
+    # every target covered? (checked on the checkpoints, before predicting anything)
+    given: list[str] = []
+    for run in runs:
+        given += [t for t in load_checkpoint(run)["model"]["tasks"]
+                  if t != "genre" and t not in given]
+    missing = [t for t in TARGETS if t not in given]
+    if missing and given:
+        raise CheckpointError(f"no run predicts {', '.join(missing)} (the runs predict "
+                              f"{', '.join(given)}): the Kaggle submission needs "
+                              f"{', '.join(TARGETS)}; give a multitask run or one run per "
+                              "target, trained on the Kaggle multitask data")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     preds: dict[str, np.ndarray] = {}
     ids: list[str] | None = None
@@ -44,10 +55,16 @@ def predict_test(runs: list[str | Path], data_root: str | Path, *, batch_size: i
         cfg = config_from_dict(ckpt["config"])
         targets = [t for t in ckpt["model"]["tasks"] if t in TARGETS]
         if not targets:
+            others = [t for t in ckpt["model"]["tasks"] if t != "genre"]
+            if others:
+                raise CheckpointError(
+                    f"{ckpt['path']}: the Kaggle submission needs {', '.join(TARGETS)}, but "
+                    f"this model predicts {', '.join(others)} (its data root's targets); "
+                    "train on the Kaggle multitask data for a submission")
             raise CheckpointError(f"{ckpt['path']}: a genre model cannot make an affect "
                                   "submission; give a multitask or regression run")
         ds = SpectrogramDataset(data_root, dataset="multitask", rate=cfg.data.rate,
-                                split="test", view=cfg.data.view, tasks="all",
+                                split="test", view=cfg.data.view, tasks=targets,
                                 cache_dir=cfg.data.cache_dir, use_cache=cfg.data.use_cache,
                                 skip_bad=cfg.data.skip_bad)
         res = predict_outputs(model.to(dev), make_loader(ds, None, batch_size=batch_size,
@@ -68,8 +85,9 @@ def predict_test(runs: list[str | Path], data_root: str | Path, *, batch_size: i
                                                     cfg.loss.bounded))[order]
     missing = [t for t in TARGETS if t not in preds]
     if missing:
-        raise CheckpointError(f"no run predicts {', '.join(missing)}; give a multitask run or "
-                              "one run per target")
+        raise CheckpointError(f"no run predicts {', '.join(missing)}: the Kaggle submission "
+                              f"needs {', '.join(TARGETS)}; give a multitask run or one run "
+                              "per target")
     return ids or [], preds
 
 

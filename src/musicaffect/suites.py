@@ -8,6 +8,11 @@
 
 Finished runs are reused when the suite is rerun with the same configuration; an interrupted
 run is resumed from its ``last.pt``. Budgets shrink every preset for quick runs.
+
+The suites follow the data root's own labels (:mod:`musicaffect.data.vocab`): its classes,
+and one model per regression target it has (multitask: all of them). LAB.md's public numbers
+are printed beside the tables only on the Kaggle dataset (a root without ``labels.json``);
+on other data they would not be comparable.
 """
 
 from __future__ import annotations
@@ -176,6 +181,27 @@ def _is_synthetic(data_root) -> bool:
     return bool(is_synthetic(data_root))
 
 
+def data_vocabulary(data_root, overrides: list[str] | None = None):
+    """The label vocabulary the suite's runs see (``data.genre_map`` among the overrides)."""
+    from musicaffect.data.vocab import load_vocabulary
+
+    genre_map = None
+    for item in overrides or []:
+        key, _, value = item.partition("=")
+        if key.strip() == "data.genre_map":
+            genre_map = value.strip()
+    return load_vocabulary(data_root, genre_map=genre_map)
+
+
+def references_apply(data_root, overrides: list[str] | None = None) -> bool:
+    """True when LAB.md's public numbers are comparable: the Kaggle dataset's own labels."""
+    return data_vocabulary(data_root, overrides).is_lab
+
+
+OWN_DATA_NOTE = ("no public reference: this data root has its own labels (labels.json), so "
+                 "LAB.md's Kaggle numbers are not comparable")
+
+
 # --------------------------------------------------------------------------- genre
 
 def genre_suite(data_root, out_dir, *, budget: str = "standard",
@@ -198,24 +224,35 @@ def genre_suite(data_root, out_dir, *, budget: str = "standard",
                      "macro_f1": float(res["macro_f1"]),
                      "ref_accuracy": ref_acc, "ref_macro_f1": ref_f1})
     synthetic = _is_synthetic(data_root)
-    note = GENRE_REFERENCE_NOTE + (" -- OUR NUMBERS ARE ON SYNTHETIC DATA, not comparable"
-                                   if synthetic else "")
-    result = SuiteResult("Genre classification (test set)", rows,
-                         ["experiment", "model", "features", "accuracy", "macro_f1",
-                          "ref_accuracy", "ref_macro_f1"], note, runs, synthetic)
+    columns = ["experiment", "model", "features", "accuracy", "macro_f1"]
+    if references_apply(data_root, overrides):
+        note = GENRE_REFERENCE_NOTE + (" -- OUR NUMBERS ARE ON SYNTHETIC DATA, not comparable"
+                                       if synthetic else "")
+        columns += ["ref_accuracy", "ref_macro_f1"]
+    else:
+        vocab = data_vocabulary(data_root, overrides)
+        note = f"{len(vocab.classes)} classes: {', '.join(vocab.classes)}; {OWN_DATA_NOTE}"
+        for r in rows:
+            r.pop("ref_accuracy"), r.pop("ref_macro_f1")
+    result = SuiteResult("Genre classification (test set)", rows, columns, note, runs,
+                         synthetic)
     _save(result, out_dir / "genre_table")
     return result
 
 
 # --------------------------------------------------------------------------- affect
 
-def _affect_row(label: str, per_target: dict[str, float]) -> dict:
+def _affect_row(label: str, per_target: dict[str, float],
+                targets: tuple[str, ...] | list[str] = TARGETS) -> dict:
     ref = AFFECT_REFERENCE.get(label)
     row: dict = {"model": label}
-    for t in TARGETS:
+    for t in targets:
         row[t] = per_target.get(t)
-    vals = [per_target[t] for t in TARGETS if per_target.get(t) is not None]
+    vals = [per_target[t] for t in targets if per_target.get(t) is not None]
     row["mean"] = float(sum(vals) / len(vals)) if vals else None
+    for key, value in per_target.items():
+        if key.startswith("auc_"):
+            row[key] = value
     row["ref_mean"] = ref[3] if ref else None
     return row
 
@@ -223,10 +260,19 @@ def _affect_row(label: str, per_target: dict[str, float]) -> dict:
 AFFECT_COLUMNS = ["model", *TARGETS, "mean", "ref_mean"]
 
 
+def affect_columns(vocab, *, references: bool) -> list[str]:
+    """Table columns: Spearman per target, mean, ROC-AUC per binary target, reference."""
+    cols = ["model", *vocab.targets, "mean", *(f"auc_{t}" for t in vocab.binary_targets())]
+    return cols + (["ref_mean"] if references else [])
+
+
 def _spearmans(run: Path, data_root) -> dict[str, float]:
-    reg = _evaluate_cached(run, data_root)["regression"]
-    return {t: float(reg["per_target"][t]["spearman"]) for t in TARGETS
-            if t in reg["per_target"]}
+    res = _evaluate_cached(run, data_root)
+    reg = res["regression"]
+    out = {t: float(m["spearman"]) for t, m in reg["per_target"].items()}
+    for t, b in res.get("binary", {}).items():
+        out[f"auc_{t}"] = b["roc_auc"]
+    return out
 
 
 def affect_suite(data_root, out_dir, *, budget: str = "standard",
@@ -235,11 +281,12 @@ def affect_suite(data_root, out_dir, *, budget: str = "standard",
                  targets: list[str] | None = None) -> SuiteResult:
     """Lab step 8: one regressor per target with the best LSTM recipe and the CNN."""
     out_dir = Path(out_dir)
+    vocab = data_vocabulary(data_root, overrides)
     rows, runs = [], {}
     for preset, label in (("affect-lstm-beat-fused", "LSTM (beat fused)"),
                           ("affect-cnn-full-fused", "CNN (full fused)")):
         per: dict[str, float] = {}
-        for t in targets or list(TARGETS):
+        for t in targets or list(vocab.targets):
             if on_step:
                 on_step(f"affect: {preset} {t}")
             name = f"{preset}-{t}"
@@ -247,16 +294,27 @@ def affect_suite(data_root, out_dir, *, budget: str = "standard",
             run = run_experiment(cfg, data_root, out_dir / name, reuse=reuse, progress=progress)
             runs[name] = str(run)
             per.update(_spearmans(run, data_root))
-        rows.append(_affect_row(label, per))
+        rows.append(_affect_row(label, per, vocab.targets))
     return _affect_result("Affect regression, one model per target (Spearman, held-out)",
-                          rows, runs, data_root, out_dir / "affect_table")
+                          rows, runs, data_root, out_dir / "affect_table", overrides)
 
 
-def _affect_result(title, rows, runs, data_root, path) -> SuiteResult:
+def _affect_result(title, rows, runs, data_root, path, overrides=None) -> SuiteResult:
     synthetic = _is_synthetic(data_root)
-    note = ("ref_mean = best public student result of LAB.md (real data)"
-            + (" -- OUR NUMBERS ARE ON SYNTHETIC DATA, not comparable" if synthetic else ""))
-    result = SuiteResult(title, rows, AFFECT_COLUMNS, note, runs, synthetic)
+    vocab = data_vocabulary(data_root, overrides)
+    refs = vocab.is_lab
+    if refs:
+        note = ("ref_mean = best public student result of LAB.md (real data)"
+                + (" -- OUR NUMBERS ARE ON SYNTHETIC DATA, not comparable" if synthetic
+                   else ""))
+    else:
+        note = OWN_DATA_NOTE
+        rows = [{k: v for k, v in r.items() if k != "ref_mean"} for r in rows]
+    if vocab.binary_targets():
+        note += ("; auc_<target> = ROC-AUC of a binary target (Spearman is in the target's "
+                 "own column)")
+    result = SuiteResult(title, rows, affect_columns(vocab, references=refs), note, runs,
+                         synthetic)
     _save(result, path)
     return result
 
@@ -281,13 +339,14 @@ def transfer_suite(data_root, out_dir, *, budget: str = "standard",
     out_dir = Path(out_dir)
     source = _genre_source(data_root, out_dir, budget, overrides, reuse, progress, genre_run,
                            on_step)
+    vocab = data_vocabulary(data_root, overrides)
     rows, runs = [], {"genre source": str(source)}
     variants = [(False, "CNN transfer from genre")]
     if freeze:
         variants.append((True, "CNN transfer, frozen backbone"))
     for frozen, label in variants:
         per: dict[str, float] = {}
-        for t in TARGETS:
+        for t in vocab.targets:
             name = f"transfer-cnn{'-frozen' if frozen else ''}-{t}"
             if on_step:
                 on_step(f"transfer: {name}")
@@ -298,11 +357,11 @@ def transfer_suite(data_root, out_dir, *, budget: str = "standard",
             run = run_experiment(cfg, data_root, out_dir / name, reuse=reuse, progress=progress)
             runs[name] = str(run)
             per.update(_spearmans(run, data_root))
-        rows.append(_affect_row(label, per))
+        rows.append(_affect_row(label, per, vocab.targets))
     if baseline is not None:
         rows = [r for r in baseline.rows if r["model"].startswith("CNN")] + rows
     return _affect_result("Transfer learning from genre (Spearman, held-out)", rows, runs,
-                          data_root, out_dir / "transfer_table")
+                          data_root, out_dir / "transfer_table", overrides)
 
 
 def multitask_suite(data_root, out_dir, *, budget: str = "standard",
@@ -322,18 +381,36 @@ def multitask_suite(data_root, out_dir, *, budget: str = "standard",
          {"transfer": {"checkpoint": str(source)}, "train": {"lr": 0.0003}}),
         ("best-affect", "musicaffect best (res-CNN, rank loss)", {}),
     ]
+    vocab = data_vocabulary(data_root, overrides)
+    own = _own_targets(vocab)
     rows, runs = [], {"genre source": str(source)}
     for name, label, extra in variants:
         if on_step:
             on_step(f"multitask: {name}")
         preset = "best-affect" if name == "best-affect" else "multitask-cnn"
+        if own:
+            from musicaffect.config import deep_merge
+            extra = deep_merge(own, extra)
         cfg = _cfg(preset, budget, overrides, extra, name=name)
         run = run_experiment(cfg, data_root, out_dir / name, reuse=reuse, progress=progress)
         runs[name] = str(run)
-        rows.append(_affect_row(label, _spearmans(run, data_root)))
+        rows.append(_affect_row(label, _spearmans(run, data_root), vocab.targets))
     rows = list(baseline_rows or []) + rows
     return _affect_result("Multitask learning (Spearman, held-out)", rows, runs, data_root,
-                          out_dir / "multitask_table")
+                          out_dir / "multitask_table", overrides)
+
+
+def _own_targets(vocab) -> dict:
+    """Multitask overrides on data with its own targets: every target, equal weights (the
+    lab's 0.4/0.2/0.2 are for valence/energy/danceability), no sigmoid for labels outside
+    [0, 1]."""
+    unit = all(0.0 <= lo and hi <= 1.0 for lo, hi in vocab.ranges.values())
+    if tuple(vocab.targets) == TARGETS and unit:
+        return {}
+    extra: dict = {"data": {"tasks": list(vocab.targets)}, "loss": {"weights": None}}
+    if not unit:
+        extra["loss"]["bounded"] = False
+    return extra
 
 
 def best_run(result: SuiteResult, key: str = "mean") -> str:

@@ -14,8 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="extract the dataset's features from audio files into the Kaggle layout",
         description="Extract log-mel + chroma features (full and beat-synchronous) from the "
                     "audio files listed in a labels CSV and write them in the Kaggle layout. "
-                    "CSV columns: file (relative to AUDIO_DIR) and any of genre, valence, "
-                    "energy, danceability, split (train/test), group (kept on one side). "
+                    "CSV columns: file (relative to AUDIO_DIR), genre (any names), split "
+                    "(train/test), group (kept on one side of every split), and any numeric "
+                    "target columns (valence, arousal, tension ...; 0/1 columns are binary "
+                    "targets). The classes and targets are written to OUT/labels.json. "
                     "Files that cannot be used are listed in OUT/errors.csv.",
     )
     p.add_argument("audio_dir", metavar="AUDIO_DIR", help="folder holding the audio files")
@@ -32,6 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--length-rule", choices=LENGTH_RULES, default="crop",
                    help="crop: cut longer clips to their central part, keep shorter ones; "
                         "pad: also zero-pad shorter ones; keep: full length (default crop)")
+    p.add_argument("--genre-map", default="auto", metavar="lab|none|FILE",
+                   help="lab: the 20 FMA genre names mapped to the lab's 10 classes; none: "
+                        "your genre names are the classes; FILE: a JSON or two-column CSV "
+                        "(genre,class) mapping; auto (default): lab when every name is an "
+                        "FMA name, else none")
+    p.add_argument("--segment", type=float, default=None, metavar="SECONDS",
+                   help="cut every file into consecutive clips of SECONDS (each clip keeps "
+                        "its file as group, so a song never crosses a split)")
     p.add_argument("--no-resume", dest="resume", action="store_false",
                    help="recompute every clip instead of skipping those already built")
     p.set_defaults(func=_build_dataset)
@@ -43,11 +53,13 @@ def _build_dataset(args: argparse.Namespace) -> int:
     report = build_dataset(args.audio_dir, args.out, labels_csv=args.labels,
                            test_fraction=args.test_fraction, seed=args.seed, jobs=args.jobs,
                            clip_seconds=args.clip_seconds, length_rule=args.length_rule,
-                           resume=args.resume, progress=None)
+                           resume=args.resume, progress=None, genre_map=args.genre_map,
+                           segment=args.segment)
     print(report.summary())
     if report.failed:
         print(f"{report.failed} files could not be used: see {report.errors_file}")
-    print(f"parameters: {report.params_file}; clip ids: {report.clips_file}")
+    print(f"parameters: {report.params_file}; clip ids: {report.clips_file}; "
+          f"labels: {report.labels_file}")
     if report.built == 0:
         print("nothing could be built")
         return 2

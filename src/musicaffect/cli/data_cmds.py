@@ -31,8 +31,8 @@ def _explore(args: argparse.Namespace) -> int:
               f"mel beat {tuple(s['mel_beat'])}, chroma full {tuple(s['chroma_full'])}, "
               f"chroma beat {tuple(s['chroma_beat'])}")
     before, after = result["counts_before"], result["counts_after"]
-    print(f"training clips: {sum(before.values())} in 20 genres -> "
-          f"{sum(after.values())} in 10 classes")
+    print(f"training clips: {sum(before.values())} in {len(before)} genres -> "
+          f"{sum(after.values())} in {len(after)} classes")
     print(f"figures and summary written to {args.out} (summary.md)")
     return 0
 

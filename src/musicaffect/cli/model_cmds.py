@@ -48,7 +48,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     model, ckpt = load_model(args.checkpoint, which=args.which)
     out = args.out or default_export_path(ckpt["path"], args.fmt)
-    meta = {"classes": ckpt.get("classes"), "data": ckpt.get("data"),
+    from musicaffect.data.vocab import vocabulary_of_checkpoint
+
+    vocab = vocabulary_of_checkpoint(ckpt)
+    tasks = list(ckpt["model"]["tasks"])
+    targets = [t for t in tasks if t != "genre"]
+    meta = {"classes": list(vocab.classes) if "genre" in tasks else [],
+            "targets": targets, "kinds": {t: vocab.kind(t) for t in targets},
+            "data": ckpt.get("data"),
             "checkpoint": str(ckpt["path"]), "epoch": ckpt.get("epoch")}
     path = export_model(model, out, fmt=args.fmt, example_length=args.example_length,
                         metadata=meta)

@@ -1,4 +1,5 @@
-"""Command ``predict``: genre and/or valence, energy, danceability for audio files."""
+"""Command ``predict``: genre and/or the regression targets of audio files, named as in
+the checkpoints."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", "-f", choices=["table", "json", "csv"], default="table")
     p.add_argument("--top", type=int, default=3, help="number of genres to show")
     p.add_argument("--device", choices=["cpu", "cuda", "mps"])
+    p.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="also decide each binary target: 1 when its score is >= T "
+                        "(e.g. 0.5)")
     p.add_argument("--out", help="write the result to this file instead of standard output")
     p.set_defaults(func=cmd_predict)
 
@@ -48,14 +52,16 @@ def cmd_predict(args) -> int:
         raise ConfigError("no audio files given; usage: musicaffect predict CHECKPOINT AUDIO...")
     models = predict.load_models(ckpts)
     preds = predict.predict_files(models, rest, top=args.top, device=args.device,
-                                  progress=args.format == "table" and not args.out)
+                                  progress=args.format == "table" and not args.out,
+                                  threshold=args.threshold)
     out = open(args.out, "w", newline="") if args.out else sys.stdout
     try:
         if args.format == "json":
             json.dump([p.to_dict(top=args.top) for p in preds], out, indent=2)
             out.write("\n")
         elif args.format == "csv":
-            header, rows = predict.to_csv_rows(preds, top=args.top)
+            header, rows = predict.to_csv_rows(preds, top=args.top,
+                                               targets=predict.model_targets(models))
             w = csv.writer(out)
             w.writerow(header)
             w.writerows(rows)

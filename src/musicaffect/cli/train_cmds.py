@@ -161,6 +161,11 @@ def cmd_evaluate(args) -> int:
                 print(f"{t:>13}: Spearman {m['spearman']:.3f}  Pearson "
                       f"{m['pearson']:.3f}  MSE {m['mse']:.4f}")
             print(f"{'mean':>13}: Spearman {reg['spearman_mean']:.3f}")
+        for t, b in res.get("binary", {}).items():
+            auc = "-" if b["roc_auc"] is None else f"{b['roc_auc']:.3f}"
+            print(f"{t:>13}: binary, ROC-AUC {auc}  balanced accuracy "
+                  f"{b['balanced_accuracy']:.3f} at {b['threshold']:g} ({b['positives']} of "
+                  f"{b['n']} positive)")
         print(f"written to {res['out_dir']}")
     return 0
 

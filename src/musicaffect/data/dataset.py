@@ -13,34 +13,30 @@ from torch.utils.data import Dataset
 
 from musicaffect.data.arrays import VIEW_ROWS, load_array, n_features, peek_shape
 from musicaffect.data.cache import ClipStore
-from musicaffect.data.labels import GENRE_TASK, TARGETS, class_index, resolve_targets
-from musicaffect.data.layout import ClipRecord, index_clips, split_dir
+from musicaffect.data.labels import GENRE_TASK
+from musicaffect.data.layout import ClipRecord, genre_labels_by_id, index_clips, split_dir
+from musicaffect.data.vocab import Vocabulary, load_vocabulary
 from musicaffect.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 
-def resolve_tasks(tasks: str | int | Iterable[str | int], *, dataset: str) -> tuple[str, ...]:
-    """Normalise a task selection: ``"genre"``, target names, the lab's column indices
-    (1, 2, 3), ``"all"`` (every regression target) or a sequence of these."""
-    if isinstance(tasks, (str, int)):
-        items: list[str | int] = tasks.split(",") if isinstance(tasks, str) else [tasks]
-    else:
-        items = list(tasks)
-    out: list[str] = []
-    for item in items:
-        if isinstance(item, str) and item.strip().lower() == GENRE_TASK:
-            names = [GENRE_TASK]
-        else:
-            names = resolve_targets(item.strip() if isinstance(item, str) else item)
-        out += [n for n in names if n not in out]
-    if not out:
-        raise ConfigError("no task given: use 'genre' or regression targets")
+def resolve_tasks(tasks: str | int | Iterable[str | int], *, dataset: str,
+                  vocab: Vocabulary | None = None) -> tuple[str, ...]:
+    """Normalise a task selection against the data's vocabulary (default: the lab's):
+    ``"genre"``, target names, column indices (1, 2, 3 ...), ``"all"`` (every regression
+    target) or a sequence of these."""
+    from musicaffect.data.vocab import lab_vocabulary
+
+    vocab = vocab if vocab is not None else lab_vocabulary()
+    out = vocab.resolve_tasks(tasks)
     if dataset == "genre" and out != [GENRE_TASK]:
         raise ConfigError(f"the genre dataset only has genre labels, not {out}: use "
-                          "dataset='multitask' for valence/energy/danceability")
-    if dataset == "multitask" and GENRE_TASK in out:
-        raise ConfigError("the multitask dataset has no genre labels: use dataset='genre'")
+                          f"dataset='multitask' for {', '.join(vocab.targets) or 'targets'}")
+    if dataset == "multitask" and GENRE_TASK in out and vocab.source == "kaggle":
+        raise ConfigError("the Kaggle multitask dataset has no genre labels: use "
+                          "dataset='genre' (a data root made by build-dataset has them for "
+                          "clips labelled with both)")
     return tuple(out)
 
 
@@ -92,16 +88,21 @@ class SpectrogramDataset(Dataset):
                  split: str = "train", view: str = "mel",
                  tasks: str | int | Sequence[str | int] = (GENRE_TASK,),
                  cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
-                 skip_bad: bool = False, records: Sequence[ClipRecord] | None = None):
+                 skip_bad: bool = False, records: Sequence[ClipRecord] | None = None,
+                 vocab: Vocabulary | None = None, genre_map: str | None = None):
         self.root = root
         self.dataset, self.rate, self.split, self.view = dataset, rate, split, view
         self.n_features = n_features(view)
         self._rows = VIEW_ROWS[view]
-        self.tasks = resolve_tasks(tasks, dataset=dataset)
+        self.vocab = vocab if vocab is not None else load_vocabulary(root, genre_map=genre_map)
+        self.tasks = resolve_tasks(tasks, dataset=dataset, vocab=self.vocab)
         self.skipped: list[tuple[str, str]] = []
         if records is None:
             records = index_clips(root, dataset=dataset, rate=rate, split=split,
-                                  skip_bad=skip_bad, mapped=True, skipped=self.skipped)
+                                  skip_bad=skip_bad, mapped=True, skipped=self.skipped,
+                                  vocab=self.vocab)
+            if dataset == "multitask" and GENRE_TASK in self.tasks:
+                records = self._with_genres(records, skip_bad)
         records = list(records)
         self._store: ClipStore | None = None
         if use_cache:
@@ -115,6 +116,22 @@ class SpectrogramDataset(Dataset):
         self.ids: list[str] = [r.id for r in records]
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self._y = self._label_tensors()
+
+    def _with_genres(self, records: list[ClipRecord], skip_bad: bool) -> list[ClipRecord]:
+        """Multitask clips of a built root with the genre of the same clip id (genre and
+        targets trained together); clips without a genre get the ignored label -100."""
+        from dataclasses import replace
+
+        raw = genre_labels_by_id(self.root, rate=self.rate, split=self.split,
+                                 skip_bad=skip_bad, vocab=self.vocab)
+        out = []
+        for r in records:
+            g = raw.get(r.id)
+            out.append(replace(r, genre20=g, genre10=self.vocab.map_genre(g) if g else None))
+        if not any(r.genre10 for r in out):
+            raise DataError("no clip of the multitask folder has a genre label: train genre "
+                            "and targets on clips labelled with both", path=self.root)
+        return out
 
     def _drop_bad(self, records: list[ClipRecord], skip_bad: bool,
                   bad: dict[str, str]) -> list[ClipRecord]:
@@ -153,11 +170,15 @@ class SpectrogramDataset(Dataset):
             y: dict[str, torch.Tensor] = {}
             for task in self.tasks:
                 if task == GENRE_TASK:
+                    if r.genre10 is None and self.dataset == "multitask":
+                        y[task] = torch.tensor(-100, dtype=torch.int64)   # ignored
+                        continue
                     if r.genre10 is None:
-                        raise DataError(f"clip {r.id} has genre {r.genre20!r}, which the lab "
-                                        "mapping drops: index the clips with mapped=True",
-                                        path=r.path)
-                    y[task] = torch.tensor(class_index(r.genre10), dtype=torch.int64)
+                        raise DataError(f"clip {r.id} has genre {r.genre20!r}, which the "
+                                        "genre mapping drops: index the clips with "
+                                        "mapped=True", path=r.path)
+                    y[task] = torch.tensor(self.vocab.class_index(r.genre10),
+                                           dtype=torch.int64)
                 else:
                     y[task] = torch.tensor(r.targets[task], dtype=torch.float32)
             out.append(y)
@@ -176,11 +197,12 @@ class SpectrogramDataset(Dataset):
                 "id": r.id}
 
     def labels(self, task: str) -> np.ndarray:
-        """Labels of every clip for one task: int64 class indices for ``"genre"``, float32
-        values for a regression target; shape (n,)."""
-        if task == GENRE_TASK and self.dataset == "genre":
-            return np.array([class_index(r.genre10) for r in self.records], dtype=np.int64)
-        if task in TARGETS and self.dataset == "multitask":
+        """Labels of every clip for one task: int64 class indices for ``"genre"`` (-100 for a
+        multitask clip without genre), float32 values for a regression target; shape (n,)."""
+        if task == GENRE_TASK and task in self.tasks:
+            return np.array([self.vocab.class_index(r.genre10) if r.genre10 else -100
+                             for r in self.records], dtype=np.int64)
+        if task in self.vocab.targets and self.dataset == "multitask":
             if any(not r.targets for r in self.records):
                 raise ConfigError(f"the {self.split} split of the multitask dataset has no "
                                   "labels")

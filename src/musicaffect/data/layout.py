@@ -14,7 +14,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from musicaffect.data.labels import CLASS_MAPPING, GENRES20, TARGETS
+from musicaffect.data.labels import TARGETS
+from musicaffect.data.vocab import Vocabulary, load_vocabulary
 from musicaffect.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,10 @@ _HINT_SKIP = "fix or remove the row, or pass --skip-bad (skip_bad=True) to skip 
 class ClipRecord:
     """One clip: where it is and its labels.
 
-    ``genre20`` is the raw FMA genre, ``genre10`` its lab class (None when dropped or for
-    multitask clips); ``targets`` maps regression target names to values in [0, 1] (empty
-    when unlabelled).
+    ``genre20`` is the raw genre of the label file (an FMA genre on the Kaggle data),
+    ``genre10`` its class under the root's genre mapping (the lab's 10 classes by default;
+    None when dropped or for multitask clips); ``targets`` maps regression target names to
+    values (in [0, 1] on the Kaggle data; empty when unlabelled).
     """
 
     id: str
@@ -178,7 +180,7 @@ def _listed_once_with_file(cid: str, seen: set[str], files: dict[str, Path], lab
 
 
 def _genre_records(label_file: Path, files: dict[str, Path], split: str, *, mapped: bool,
-                   bad: _Collector) -> list[ClipRecord]:
+                   bad: _Collector, vocab: Vocabulary) -> list[ClipRecord]:
     lines = _read_lines(label_file)
     _check_header(lines, GENRE_HEADER, "\t", label_file)
     records: list[ClipRecord] = []
@@ -192,20 +194,23 @@ def _genre_records(label_file: Path, files: dict[str, Path], split: str, *, mapp
                               + _HINT_SKIP, path=label_file, line=lineno))
             continue
         cid, genre = clip_id(fields[0].strip()), fields[1].strip()
-        if genre not in CLASS_MAPPING:
-            bad.bad(DataError(f"unknown genre {genre!r} (known: {', '.join(GENRES20)}); "
-                              + _HINT_SKIP, path=label_file, line=lineno))
+        if genre not in vocab.mapping:
+            hint = ("; map it with data.genre_map=none or a mapping file (build-dataset "
+                    "--genre-map)" if vocab.genre_map == "lab" else "")
+            bad.bad(DataError(f"unknown genre {genre!r} (known: {', '.join(vocab.genres)})"
+                              f"{hint}; " + _HINT_SKIP, path=label_file, line=lineno))
             continue
         if not _listed_once_with_file(cid, seen, files, label_file, split, lineno, bad):
             continue
-        genre10 = CLASS_MAPPING[genre]
+        genre10 = vocab.mapping[genre]
         if mapped and genre10 is None:
             continue
         records.append(ClipRecord(cid, files[cid], split, genre, genre10))
     return records
 
 
-def _parse_target(text: str, name: str, label_file: Path, lineno: int) -> float:
+def _parse_target(text: str, name: str, label_file: Path, lineno: int, *,
+                  unit: bool = True) -> float:
     text = text.strip()
     if not text:
         raise DataError(f"{name} is missing; " + _HINT_SKIP, path=label_file, line=lineno)
@@ -216,31 +221,33 @@ def _parse_target(text: str, name: str, label_file: Path, lineno: int) -> float:
                         path=label_file, line=lineno) from None
     if math.isnan(value):
         raise DataError(f"{name} is NaN; " + _HINT_SKIP, path=label_file, line=lineno)
-    if not 0.0 <= value <= 1.0:
+    if unit and not 0.0 <= value <= 1.0:
         raise DataError(f"{name} = {value} is outside [0, 1]; " + _HINT_SKIP,
                         path=label_file, line=lineno)
     return value
 
 
 def _multitask_records(label_file: Path, files: dict[str, Path], split: str,
-                       bad: _Collector) -> list[ClipRecord]:
+                       bad: _Collector, vocab: Vocabulary) -> list[ClipRecord]:
     lines = _read_lines(label_file)
-    _check_header(lines, MULTITASK_HEADER, ",", label_file)
+    header = ("Id",) + tuple(vocab.targets)
+    _check_header(lines, header, ",", label_file)
+    unit = vocab.source == "kaggle"   # the Kaggle labels are in [0, 1]; others any real
     records: list[ClipRecord] = []
     seen: set[str] = set()
     for lineno, raw in enumerate(lines[1:], start=2):
         if not raw.strip():
             continue
         fields = raw.rstrip("\r\n").split(",")
-        if len(fields) != len(MULTITASK_HEADER) or not fields[0].strip():
+        if len(fields) != len(header) or not fields[0].strip():
             bad.bad(DataError(f"malformed row {raw!r}: expected "
-                              f"'{','.join(MULTITASK_HEADER)}' fields; " + _HINT_SKIP,
+                              f"'{','.join(header)}' fields; " + _HINT_SKIP,
                               path=label_file, line=lineno))
             continue
         cid = clip_id(fields[0].strip())
         try:
-            targets = {name: _parse_target(text, name, label_file, lineno)
-                       for name, text in zip(TARGETS, fields[1:])}
+            targets = {name: _parse_target(text, name, label_file, lineno, unit=unit)
+                       for name, text in zip(vocab.targets, fields[1:])}
         except DataError as err:
             bad.bad(err)
             continue
@@ -250,13 +257,28 @@ def _multitask_records(label_file: Path, files: dict[str, Path], split: str,
     return records
 
 
+def genre_labels_by_id(root: str | os.PathLike, *, rate: str = "full", split: str = "train",
+                       skip_bad: bool = False, vocab: Vocabulary | None = None
+                       ) -> dict[str, str]:
+    """Clip id -> raw genre of the genre folder's label file (empty when the folder or
+    file is missing); for joining genre labels onto the clips of the multitask folder of a
+    root made by ``build-dataset``, where one clip has one id in both folders."""
+    folder = Path(root) / folder_name("genre", rate)
+    if not (folder / split).is_dir() or not (folder / f"{split}_labels.txt").is_file():
+        return {}
+    recs = index_clips(root, dataset="genre", rate=rate, split=split, skip_bad=skip_bad,
+                       mapped=False, vocab=vocab)
+    return {r.id: r.genre20 for r in recs if r.genre20}
+
+
 def _id_key(cid: str) -> tuple[int, int | str]:
     return (0, int(cid)) if cid.isdigit() else (1, cid)
 
 
 def index_clips(root: str | os.PathLike, *, dataset: str = "genre", rate: str = "full",
                 split: str = "train", skip_bad: bool = False, mapped: bool = True,
-                skipped: list[tuple[str, str]] | None = None) -> list[ClipRecord]:
+                skipped: list[tuple[str, str]] | None = None,
+                vocab: Vocabulary | None = None) -> list[ClipRecord]:
     """List the clips of one folder and split with their labels.
 
     Parameters
@@ -275,6 +297,10 @@ def index_clips(root: str | os.PathLike, *, dataset: str = "genre", rate: str = 
         With ``mapped=False`` every clip is kept and ``genre10`` is None for those.
     skipped : list, optional
         Receives a ``(path, reason)`` pair per skipped row (see :func:`write_skipped`).
+    vocab : Vocabulary, optional
+        The label vocabulary (default: the root's ``labels.json``, or the lab's 20 -> 10
+        mapping and valence/energy/danceability when there is none; see
+        :mod:`musicaffect.data.vocab`). ``genre10`` is then the mapped class.
 
     Returns
     -------
@@ -289,13 +315,15 @@ def index_clips(root: str | os.PathLike, *, dataset: str = "genre", rate: str = 
         is missing (unless ``skip_bad``).
     """
     directory = split_dir(root, dataset=dataset, rate=rate, split=split)
+    vocab = vocab if vocab is not None else load_vocabulary(root)
     files = list_clip_files(directory)
     bad = _Collector(skip_bad, skipped)
     if dataset == "genre":
         label_file = directory.parent / f"{split}_labels.txt"
-        records = _genre_records(label_file, files, split, mapped=mapped, bad=bad)
+        records = _genre_records(label_file, files, split, mapped=mapped, bad=bad, vocab=vocab)
     elif split == "train":
-        records = _multitask_records(directory.parent / "train_labels.txt", files, split, bad)
+        records = _multitask_records(directory.parent / "train_labels.txt", files, split, bad,
+                                     vocab)
     else:
         records = [ClipRecord(cid, files[cid], split) for cid in sorted(files, key=_id_key)]
     log.debug("%s/%s: %d clips indexed (%d files on disk)", directory.parent.name, split,

@@ -1,4 +1,8 @@
-"""Seeded train/validation splits (the lab helper's rule by default, or stratified)."""
+"""Seeded train/validation splits (the lab helper's rule by default, stratified, or grouped).
+
+With groups (song, artist, source file: :func:`musicaffect.data.vocab.load_groups`) every
+clip of a group is on one side of the split, and of every cross-validation fold.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from musicaffect.errors import ConfigError
 
 
 def train_val_split(n: int, *, val_fraction: float = 0.2, seed: int = 420,
-                    stratify: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    stratify: np.ndarray | None = None, groups: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Split ``range(n)`` into training and validation indices.
 
     By default this is the lab helper's rule: shuffle the indices with
@@ -25,6 +30,11 @@ def train_val_split(n: int, *, val_fraction: float = 0.2, seed: int = 420,
     seed : int
     stratify : np.ndarray [shape=(n,)], optional
         Labels to stratify by.
+    groups : np.ndarray [shape=(n,)], optional
+        Group of each item: a group is never split (scikit-learn's ``GroupShuffleSplit``,
+        or with ``stratify`` the first fold of ``StratifiedGroupKFold`` with
+        ``round(1 / val_fraction)`` folds). When every group has one item the split is the
+        one without groups.
 
     Returns
     -------
@@ -33,6 +43,9 @@ def train_val_split(n: int, *, val_fraction: float = 0.2, seed: int = 420,
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
     n = int(n)
+    if groups is not None and _has_shared_groups(groups, n):
+        return _grouped_split(n, val_fraction=val_fraction, seed=seed, stratify=stratify,
+                              groups=np.asarray(groups))
     if stratify is None:
         indices = np.arange(n, dtype=np.int64)
         np.random.RandomState(seed).shuffle(indices)
@@ -53,3 +66,69 @@ def train_val_split(n: int, *, val_fraction: float = 0.2, seed: int = 420,
         raise ConfigError(f"cannot stratify the split: {err}; use the unstratified split "
                           "or a larger validation fraction") from err
     return np.asarray(train_idx), np.asarray(val_idx)
+
+
+def _has_shared_groups(groups, n: int) -> bool:
+    g = np.asarray(groups)
+    if g.shape != (n,):
+        raise ConfigError(f"groups has shape {g.shape}, expected ({n},)")
+    return len(np.unique(g)) < n
+
+
+def _grouped_split(n: int, *, val_fraction: float, seed: int, stratify, groups: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+
+    idx = np.arange(n, dtype=np.int64)
+    if val_fraction == 0.0:
+        return idx, np.empty(0, dtype=np.int64)
+    n_groups = len(np.unique(groups))
+    if n_groups < 2:
+        raise ConfigError("every clip is in one group, so no split keeps groups apart: give "
+                          "the clips more than one group (song, artist ...)")
+    if stratify is not None:
+        labels = np.asarray(stratify)
+        if labels.shape != (n,):
+            raise ConfigError(f"stratify has shape {labels.shape}, expected ({n},)")
+        k = min(max(2, int(round(1.0 / val_fraction))), n_groups)
+        try:
+            folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+            train_idx, val_idx = next(iter(folds.split(idx, labels, groups)))
+        except ValueError as err:
+            raise ConfigError(f"cannot stratify the grouped split: {err}; use the "
+                              "unstratified split") from err
+    else:
+        splitter = GroupShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
+        train_idx, val_idx = next(iter(splitter.split(idx, groups=groups)))
+    return np.asarray(train_idx, dtype=np.int64), np.asarray(val_idx, dtype=np.int64)
+
+
+def kfold_splits(n: int, *, k: int = 5, seed: int = 0, stratify: np.ndarray | None = None,
+                 groups: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``k`` cross-validation folds ``(train_idx, val_idx)`` of ``range(n)``, seeded.
+
+    With ``groups`` no group is split across a fold's sides (``GroupKFold`` /
+    ``StratifiedGroupKFold``); with ``stratify`` the folds keep the class proportions.
+    """
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+
+    if k < 2:
+        raise ConfigError(f"cross-validation needs k >= 2 folds, got {k}")
+    idx = np.arange(int(n), dtype=np.int64)
+    try:
+        if groups is not None and stratify is not None:
+            it = StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(
+                idx, stratify, groups)
+        elif groups is not None:
+            g = np.asarray(groups)
+            # GroupKFold has no shuffle: shuffle the group names with the seed instead
+            names = np.unique(g)
+            perm = dict(zip(names, np.random.default_rng(seed).permutation(len(names))))
+            it = GroupKFold(k).split(idx, groups=np.array([perm[x] for x in g]))
+        elif stratify is not None:
+            it = StratifiedKFold(k, shuffle=True, random_state=seed).split(idx, stratify)
+        else:
+            it = KFold(k, shuffle=True, random_state=seed).split(idx)
+        return [(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)) for a, b in it]
+    except ValueError as err:
+        raise ConfigError(f"cannot make {k} folds of {n} clips: {err}") from err

@@ -16,22 +16,26 @@ import numpy as np
 import torch
 
 from musicaffect.config import config_from_dict
-from musicaffect.data.labels import CLASSES, GENRE_TASK
+from musicaffect.data.labels import GENRE_TASK
+from musicaffect.data.vocab import vocabulary_of_checkpoint
 from musicaffect.errors import CheckpointError
 from musicaffect.training.checkpoint import load_model
 
 log = logging.getLogger(__name__)
 
 
-def _check_fits(model, ckpt: dict, n_features: int, where: str) -> None:
+def _check_fits(model, ckpt: dict, n_features: int, where: str, data_classes=None) -> None:
     margs = ckpt["model"]
     if margs["n_features"] != n_features:
         raise CheckpointError(
             f"{ckpt['path']}: the model reads {margs['n_features']} features per frame but "
             f"{where} has {n_features}; evaluate with the view the model was trained on")
-    if GENRE_TASK in margs["tasks"] and margs["tasks"][GENRE_TASK] != len(CLASSES):
-        raise CheckpointError(f"{ckpt['path']}: the model has {margs['tasks'][GENRE_TASK]} "
-                              f"classes but the data has {len(CLASSES)}")
+    classes = list(vocabulary_of_checkpoint(ckpt).classes)
+    if GENRE_TASK in margs["tasks"] and data_classes is not None \
+            and list(data_classes) != classes:
+        raise CheckpointError(f"{ckpt['path']}: the model's classes ({', '.join(classes)}) "
+                              f"are not the data's ({', '.join(data_classes)}); evaluate on "
+                              "the data root it was trained on (or the same data.genre_map)")
 
 
 def evaluate(checkpoint: str | Path, data_root: str | Path, *, rate: str | None = None,
@@ -58,6 +62,7 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, *, rate: str | None 
     import matplotlib.pyplot as plt
 
     from musicaffect.data.dataset import SpectrogramDataset
+    from musicaffect.evaluation.binary import binary_summary
     from musicaffect.evaluation.metrics import classification_metrics, regression_metrics
     from musicaffect.evaluation.plots import plot_confusion, plot_scatter
     from musicaffect.training.engine import make_loader, predict_outputs, prepare_data
@@ -65,24 +70,27 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, *, rate: str | None 
 
     model, ckpt = load_model(checkpoint)
     cfg = config_from_dict(ckpt["config"])
+    vocab = vocabulary_of_checkpoint(ckpt)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(dev)
     tasks = list(ckpt["model"]["tasks"])
     run_dir = Path(ckpt["path"]).parent.parent
-    if GENRE_TASK in tasks:
+    if cfg.data.dataset == "genre":
         rate = rate or cfg.data.rate
         ds = SpectrogramDataset(data_root, dataset="genre", rate=rate, split="test",
                                 view=cfg.data.view, tasks=(GENRE_TASK,),
                                 cache_dir=cfg.data.cache_dir, use_cache=cfg.data.use_cache,
-                                skip_bad=cfg.data.skip_bad)
+                                skip_bad=cfg.data.skip_bad, genre_map=cfg.data.genre_map)
         where = f"genre-{rate}-test"
-        _check_fits(model, ckpt, ds.n_features, f"the {rate} test folder ({cfg.data.view})")
+        _check_fits(model, ckpt, ds.n_features, f"the {rate} test folder ({cfg.data.view})",
+                    ds.vocab.classes)
     else:
         data = prepare_data(cfg, data_root)
         ds = data.val
         rate = cfg.data.rate
         where = f"multitask-{rate}-heldout"
-        _check_fits(model, ckpt, data.n_features, "the multitask folder")
+        _check_fits(model, ckpt, data.n_features, "the multitask folder",
+                    data.vocab.classes if GENRE_TASK in tasks else None)
     out = Path(out_dir) if out_dir else run_dir / "eval" / where
     out.mkdir(parents=True, exist_ok=True)
     loader = make_loader(ds, None, batch_size=batch_size, max_length=cfg.data.max_length)
@@ -90,25 +98,31 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, *, rate: str | None 
 
     result: dict = {"checkpoint": ckpt["path"], "epoch": ckpt["epoch"], "evaluated_on": where,
                     "n_clips": len(res["ids"]), "data_root": str(data_root)}
+    classes = list(vocab.classes)
     if GENRE_TASK in tasks:
         y_true = res[f"y:{GENRE_TASK}"]
+        keep = y_true >= 0                # -100: a clip without genre (joint training)
         y_pred = res[f"out:{GENRE_TASK}"].argmax(axis=1)
-        cm = classification_metrics(y_true, y_pred, classes=CLASSES)
+        cm = classification_metrics(y_true[keep], y_pred[keep], classes=classes)
         result["genre"] = cm
         (out / "classification_report.txt").write_text(cm["report"])
-        fig = plot_confusion(np.asarray(cm["confusion_matrix"]), CLASSES,
+        fig = plot_confusion(np.asarray(cm["confusion_matrix"]), classes,
                              title=f"{cfg.name}: {where}")
         fig.savefig(out / "confusion.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         log.info("%s on %s: accuracy %.3f, macro-F1 %.3f", cfg.name, where, cm["accuracy"],
                  cm["macro_f1"])
-    reg = [t for t in tasks if t != GENRE_TASK]
+    reg = [t for t in tasks if t != GENRE_TASK and f"y:{t}" in res]
     if reg:
         y_true = {t: res[f"y:{t}"] for t in reg}
         y_pred = {t: np.asarray(predict_transform(t, torch.as_tensor(res[f"out:{t}"]),
                                                   cfg.loss.bounded)) for t in reg}
         rm = regression_metrics(y_true, y_pred)
         result["regression"] = rm
+        kinds = ckpt.get("kinds") or {t: vocab.kind(t) for t in reg}
+        binary = binary_summary(y_true, y_pred, kinds)
+        if binary:
+            result["binary"] = binary
         fig = plot_scatter(y_true, y_pred, title=f"{cfg.name}: {where}")
         fig.savefig(out / "scatter.png", dpi=110, bbox_inches="tight")
         plt.close(fig)

@@ -14,7 +14,8 @@ _LAZY = {
                      "extract_file", "fallback_beats", "fused", "hpss_percussive", "load_audio",
                      "median_filter_rows", "mel_db", "percussive_beats", "stack", "warm_up"),
                     "audio"),
-    **dict.fromkeys(("BuildReport", "assign_splits", "build_dataset", "read_labels"), "build"),
+    **dict.fromkeys(("BuildReport", "assign_splits", "build_dataset", "read_label_table",
+                     "read_labels"), "build"),
 }
 
 
@@ -28,5 +29,5 @@ __all__ = [
     "LENGTH_RULES", "BuildReport", "FeatureParams", "apply_length_rule", "assign_splits",
     "beat_sync", "build_dataset", "check_audio", "chroma", "extract", "extract_file",
     "fallback_beats", "fused", "hpss_percussive", "load_audio", "median_filter_rows", "mel_db",
-    "percussive_beats", "read_labels", "stack", "warm_up",
+    "percussive_beats", "read_label_table", "read_labels", "stack", "warm_up",
 ]

@@ -459,7 +459,8 @@ def extract(y: np.ndarray, *, sr: int, params: FeatureParams | None = None,
 
 
 def extract_file(path: str | os.PathLike, *, params: FeatureParams | None = None,
-                 apply_length: bool = True) -> dict[str, Any]:
+                 apply_length: bool = True, offset: float = 0.0,
+                 duration: float | None = None) -> dict[str, Any]:
     """Load an audio file, apply the length rule and :func:`extract` its features.
 
     Parameters
@@ -468,6 +469,8 @@ def extract_file(path: str | os.PathLike, *, params: FeatureParams | None = None
     params : FeatureParams, optional
     apply_length : bool
         Apply ``params.length_rule`` (False: use the whole file, e.g. for prediction).
+    offset, duration : float
+        Read only ``duration`` seconds (None: to the end) from ``offset`` (a segment).
 
     Returns
     -------
@@ -475,7 +478,7 @@ def extract_file(path: str | os.PathLike, *, params: FeatureParams | None = None
         As :func:`extract`; ``info`` also holds ``source_seconds`` (before the length rule).
     """
     params = params or FeatureParams()
-    y, sr = load_audio(path, sr=params.sr)
+    y, sr = load_audio(path, sr=params.sr, offset=offset, duration=duration)
     source_seconds = y.size / sr
     check_audio(y, sr=sr, params=params, path=path)
     if apply_length:

@@ -2,11 +2,18 @@
 
 The labels CSV has a ``file`` column (path relative to the audio folder) and any of:
 
-- ``genre``: one of the 20 FMA genre names (:data:`musicaffect.data.labels.GENRES20`, which
-  include the 10 class names; case-insensitive);
-- ``valence``, ``energy``, ``danceability``: reals in [0, 1] (all three, or none, per row);
+- ``genre``: any genre names (``disco``, ``k-pop``; case variants are one name). With the
+  genre map ``lab`` they must be the 20 FMA genre names, mapped to the lab's 10 classes
+  (:data:`musicaffect.data.labels.GENRES20`); ``auto`` (the default) picks ``lab`` when every
+  name is an FMA name and ``none`` (your names are the classes) otherwise; a mapping file
+  maps raw names to classes;
+- any other column is a numeric regression target (``valence``, ``arousal``, ``tension``
+  ...; binary 0/1 labels too): all of them, or none, per row;
 - ``split``: ``train`` or ``test`` (empty: chosen by the seeded rule);
 - ``group``: clips of one group (song, artist, ...) stay on one side of the split.
+
+The classes, targets (with their kind, binary or continuous) and where the groups live are
+written to ``labels.json`` (:mod:`musicaffect.data.vocab`), which every command reads.
 
 Where each clip goes:
 
@@ -18,6 +25,10 @@ Where each clip goes:
   train clips are listed in ``train_labels.txt`` (``Id,valence,energy,danceability``),
   test clips are unlabelled, as on Kaggle (their labels are kept in ``clips.csv``);
 - rows without any label -> ``multitask_dataset[_beat]/test/`` (clips to predict).
+
+With ``segment`` every file is cut into consecutive clips of that many seconds (a shorter
+rest is dropped; a file shorter than one segment is one clip); each clip has the labels of
+its row and the row's group (or, without one, its file), so one song never crosses a split.
 
 Clip ids are integers given in sorted file order and kept across resumed runs; ``clips.csv``
 maps id -> source file, split, labels and status. The split is stratified by genre (seeded);
@@ -47,15 +58,23 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from musicaffect.data.labels import GENRES20, TARGETS
+from musicaffect.data.labels import CLASS_MAPPING, CLASSES, GENRES20
 from musicaffect.data.layout import FOLDERS, RATES, SPLITS
+from musicaffect.data.vocab import (
+    GENRE_MAPS,
+    Vocabulary,
+    check_target_name,
+    read_genre_map,
+    sort_classes,
+    target_kind,
+)
 from musicaffect.errors import ConfigError, DataError
 from musicaffect.features.audio import FeatureParams, extract_file, warm_up
 
 log = logging.getLogger(__name__)
 
-#: columns accepted in the labels CSV
-LABEL_COLUMNS: tuple[str, ...] = ("file", "genre") + TARGETS + ("split", "group")
+#: the labels CSV's columns that are not regression targets
+LABEL_COLUMNS: tuple[str, ...] = ("file", "genre", "split", "group")
 
 #: file name of a clip on disk (the dataset's unpacked name)
 CLIP_SUFFIX = ".fused.full.npy"
@@ -72,14 +91,14 @@ CLIPS_FILE = "clips.csv"
 ERRORS_FILE = "errors.csv"
 
 _OWN_CLIP = re.compile(r"^\d+\.fused\.full\.npy$")
-_GENRE_BY_KEY = {g.lower(): g for g in GENRES20}
 
 
 @dataclass(frozen=True)
 class LabelRow:
     """One row of the labels CSV, checked.
 
-    ``targets`` is empty or holds all three of valence, energy, danceability.
+    ``targets`` is empty or holds every target column of the CSV. ``start`` and
+    ``seconds`` (None: the whole file) select a segment of the file.
     """
 
     file: str
@@ -88,6 +107,13 @@ class LabelRow:
     targets: dict[str, float] = field(default_factory=dict)
     split: str | None = None
     group: str | None = None
+    start: float | None = None
+    seconds: float | None = None
+
+    @property
+    def key(self) -> str:
+        """Unique name of the clip: the file, plus ``@<start>`` for a segment."""
+        return self.file if self.start is None else f"{self.file}@{self.start:g}"
 
     @property
     def datasets(self) -> tuple[str, ...]:
@@ -118,6 +144,8 @@ class BuildReport:
     errors_file: Path | None = None
     params_file: Path | None = None
     clips_file: Path | None = None
+    labels_file: Path | None = None
+    vocab: Vocabulary | None = None
 
     @property
     def built(self) -> int:
@@ -131,6 +159,12 @@ class BuildReport:
                  f"{self.seconds:.1f} s"]
         if self.counts:
             lines.append("  " + ", ".join(f"{k}: {v}" for k, v in sorted(self.counts.items())))
+        if self.vocab is not None:
+            v = self.vocab
+            if v.classes:
+                lines.append(f"  genre classes ({v.genre_map} map): {', '.join(v.classes)}")
+            if v.targets:
+                lines.append("  targets: " + ", ".join(f"{t} ({v.kind(t)})" for t in v.targets))
         if self.beat_fallbacks:
             lines.append(f"  {self.beat_fallbacks} clips had no detectable beats (fixed "
                          "120 BPM segments used; see feature_params.json)")
@@ -141,25 +175,37 @@ class BuildReport:
 # labels CSV
 
 
-def read_labels(labels_csv: str | os.PathLike) -> list[LabelRow]:
-    """Read and check a labels CSV.
+def read_labels(labels_csv: str | os.PathLike, *,
+                genre_map: str | os.PathLike = "auto") -> list[LabelRow]:
+    """Read and check a labels CSV; see :func:`read_label_table` (the rows only)."""
+    return read_label_table(labels_csv, genre_map=genre_map)[0]
+
+
+def read_label_table(labels_csv: str | os.PathLike, *, genre_map: str | os.PathLike = "auto"
+                     ) -> tuple[list[LabelRow], Vocabulary]:
+    """Read and check a labels CSV and the label vocabulary it defines.
 
     Parameters
     ----------
     labels_csv : str or os.PathLike
         Comma-separated, header line first; columns as in the module docstring.
+    genre_map : {"auto", "lab", "none"} or path
+        How genre names become classes (see the module docstring).
 
     Returns
     -------
     rows : list of LabelRow
-        In file order.
+        In file order; genres in their canonical spelling (the FMA spelling with ``lab``,
+        the first spelling seen with ``none``, the mapping file's with a file).
+    vocab : Vocabulary
+        Classes, targets (CSV column order), kinds and ranges, the genre mapping.
 
     Raises
     ------
     DataError
-        Missing file, no ``file`` column, unknown column (named, with the accepted ones),
-        empty or duplicate file, unknown genre, target not a number in [0, 1], only some
-        of the three targets, unknown split, a training row without labels.
+        Missing file, no ``file`` column, a column that is not numeric (named), empty or
+        duplicate file, genre unknown to the mapping, a target that is not a finite number,
+        only some of the targets, unknown split, a training row without labels.
     """
     path = Path(labels_csv)
     try:
@@ -173,18 +219,17 @@ def read_labels(labels_csv: str | os.PathLike) -> list[LabelRow]:
         raise DataError("labels CSV is empty: it needs a header line with a 'file' column",
                         path=path, line=1)
     columns = [h.strip().lower() for h in header]
-    for name in columns:
-        if name not in LABEL_COLUMNS:
-            raise DataError(f"unknown column {name!r}: accepted columns are "
-                            f"{', '.join(LABEL_COLUMNS)}", path=path, line=1)
     if "file" not in columns:
-        raise DataError("no 'file' column (paths relative to the audio folder): accepted "
-                        f"columns are {', '.join(LABEL_COLUMNS)}", path=path, line=1)
+        raise DataError("no 'file' column (paths relative to the audio folder): the columns "
+                        f"are {', '.join(LABEL_COLUMNS)} and numeric targets", path=path,
+                        line=1)
     dup = [c for c, n in Counter(columns).items() if n > 1]
     if dup:
         raise DataError(f"column {dup[0]!r} appears twice", path=path, line=1)
-    rows: list[LabelRow] = []
-    seen: dict[str, int] = {}
+    for name in columns:
+        if name not in LABEL_COLUMNS:
+            check_target_name(name, where=path, line=1)
+    records: list[tuple[int, dict[str, str]]] = []
     for lineno, fields_ in enumerate(reader, start=2):
         if not any(f.strip() for f in fields_):
             continue
@@ -192,50 +237,120 @@ def read_labels(labels_csv: str | os.PathLike) -> list[LabelRow]:
             raise DataError(f"row has {len(fields_)} fields, the header {len(columns)}: fix "
                             "the row (quote file names that hold commas)", path=path,
                             line=lineno)
-        rec = {c: f.strip() for c, f in zip(columns, fields_)}
-        row = _parse_row(rec, path, lineno)
+        records.append((lineno, {c: f.strip() for c, f in zip(columns, fields_)}))
+    # a target column must hold a value somewhere; wholly empty columns are ignored
+    targets = [c for c in columns if c not in LABEL_COLUMNS and any(r[c] for _, r in records)]
+    for c in columns:
+        if c not in LABEL_COLUMNS and c not in targets:
+            log.warning("%s: column %r holds no value; ignored", path, c)
+    canon = _genre_canon([r.get("genre", "") for _, r in records], genre_map, path)
+    rows: list[LabelRow] = []
+    seen: dict[str, int] = {}
+    for lineno, rec in records:
+        row = _parse_row(rec, path, lineno, targets=targets, canon=canon)
         if row.file in seen:
             raise DataError(f"file {row.file!r} is listed twice (first on line "
                             f"{seen[row.file]}): keep one row", path=path, line=lineno)
         seen[row.file] = lineno
         rows.append(row)
-    return rows
+    return rows, _vocabulary(rows, targets, canon)
 
 
-def _parse_row(rec: dict[str, str], path: Path, lineno: int) -> LabelRow:
+@dataclass
+class _Canon:
+    """Canonical genre spelling by case-folded name, and the genre mapping."""
+
+    genre_map: str
+    names: dict[str, str]                    # casefold -> canonical raw name
+    mapping: dict[str, str | None] | None    # canonical raw name -> class (None: identity)
+    source: str = ""
+
+
+def _genre_canon(values: list[str], genre_map: str | os.PathLike, path: Path) -> _Canon:
+    given = [v for v in values if v]
+    gm = str(genre_map)
+    if gm == "auto":
+        fma = {g.casefold() for g in GENRES20}
+        gm = "lab" if all(v.casefold() in fma for v in given) else "none"
+    if gm == "lab":
+        return _Canon("lab", {g.casefold(): g for g in GENRES20}, dict(CLASS_MAPPING))
+    if gm == "none":
+        names: dict[str, str] = {}
+        for v in given:
+            names.setdefault(v.casefold(), v)
+        return _Canon("none", names, None)
+    if gm in GENRE_MAPS:  # pragma: no cover (all handled above)
+        raise ConfigError(f"unknown genre map {gm!r}")
+    mapping = read_genre_map(genre_map)
+    return _Canon(f"file:{Path(genre_map).name}", {g.casefold(): g for g in mapping}, mapping,
+                  source=str(genre_map))
+
+
+def _vocabulary(rows: list[LabelRow], targets: list[str], canon: _Canon) -> Vocabulary:
+    found = sort_classes(r.genre for r in rows if r.genre)
+    if canon.genre_map == "lab":
+        mapping = {g: CLASS_MAPPING[g] for g in found}
+        classes = CLASSES
+    elif canon.mapping is None:
+        mapping = {g: g for g in found}
+        classes = found
+    else:
+        mapping = dict(canon.mapping)
+        classes = sort_classes(c for c in mapping.values() if c is not None)
+    values = {t: [r.targets[t] for r in rows if t in r.targets] for t in targets}
+    return Vocabulary(
+        classes=classes if found else (), targets=tuple(targets),
+        kinds={t: target_kind(values[t]) for t in targets},
+        ranges={t: (min(values[t]), max(values[t])) for t in targets if values[t]},
+        mapping=mapping, genre_map=canon.genre_map, source="labels.json",
+        groups={"file": CLIPS_FILE, "id": "id", "group": "group"})
+
+
+def _parse_row(rec: dict[str, str], path: Path, lineno: int, *, targets: list[str],
+               canon: _Canon) -> LabelRow:
     file = rec["file"].replace("\\", "/")
     if not file:
         raise DataError("empty 'file' value: give the audio path relative to the audio "
                         "folder", path=path, line=lineno)
     genre = None
     if rec.get("genre"):
-        genre = _GENRE_BY_KEY.get(rec["genre"].lower())
+        genre = canon.names.get(rec["genre"].casefold())
         if genre is None:
-            raise DataError(f"unknown genre {rec['genre']!r}: use one of "
-                            f"{', '.join(GENRES20)}", path=path, line=lineno)
-    given = {t: rec[t] for t in TARGETS if rec.get(t)}
-    if given and len(given) != len(TARGETS):
-        missing = [t for t in TARGETS if t not in given]
-        raise DataError(f"only some affect labels are given ({', '.join(missing)} missing): "
-                        f"give all of {', '.join(TARGETS)} or none", path=path, line=lineno)
-    targets: dict[str, float] = {}
+            if canon.genre_map == "lab":
+                raise DataError(f"unknown genre {rec['genre']!r}: with the lab's genre map "
+                                f"use one of {', '.join(GENRES20)} (or --genre-map none to "
+                                "keep your own names)", path=path, line=lineno)
+            raise DataError(f"genre {rec['genre']!r} is not in the genre map "
+                            f"{canon.source}: add it there", path=path, line=lineno)
+        if any(c in genre for c in "\t\r\n"):
+            raise DataError(f"genre {genre!r} holds a tab or line break, which the label "
+                            "files cannot store", path=path, line=lineno)
+    given = {t: rec[t] for t in targets if rec.get(t)}
+    if given and len(given) != len(targets):
+        missing = [t for t in targets if t not in given]
+        raise DataError(f"only some targets are given ({', '.join(missing)} missing): "
+                        f"give all of {', '.join(targets)} or none", path=path, line=lineno)
+    values: dict[str, float] = {}
     for name, text in given.items():
         try:
             value = float(text)
         except ValueError:
-            raise DataError(f"{name} {text!r} is not a number", path=path,
+            raise DataError(f"column {name!r} holds {text!r}, which is not a number: every "
+                            f"column besides {', '.join(LABEL_COLUMNS)} is a numeric target; "
+                            "remove the column or fix the value", path=path,
                             line=lineno) from None
-        if math.isnan(value) or not 0.0 <= value <= 1.0:
-            raise DataError(f"{name} = {text} is outside [0, 1]", path=path, line=lineno)
-        targets[name] = value
+        if not math.isfinite(value):
+            raise DataError(f"{name} = {text} is not a finite number", path=path, line=lineno)
+        values[name] = value
+    targets_ = values
     split = rec.get("split", "").lower() or None
     if split is not None and split not in SPLITS:
         raise DataError(f"unknown split {rec['split']!r}: use train, test or leave it empty",
                         path=path, line=lineno)
-    if split == "train" and genre is None and not targets:
-        raise DataError("a training clip needs labels (genre or valence/energy/danceability)"
-                        ": add them or set split to test", path=path, line=lineno)
-    return LabelRow(file=file, line=lineno, genre=genre, targets=targets, split=split,
+    if split == "train" and genre is None and not targets_:
+        raise DataError("a training clip needs labels (genre or targets): add them or set "
+                        "split to test", path=path, line=lineno)
+    return LabelRow(file=file, line=lineno, genre=genre, targets=targets_, split=split,
                     group=rec.get("group") or None)
 
 
@@ -269,7 +384,7 @@ def assign_splits(rows: Sequence[LabelRow], *, test_fraction: float = 0.2,
         raise ConfigError(f"test_fraction must be in [0, 1), got {test_fraction}")
     groups: dict[str, list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
-        groups[row.group if row.group is not None else f"\0{row.file}"].append(i)
+        groups[row.group if row.group is not None else f"\0{row.key}"].append(i)
     out: list[str | None] = [None] * len(rows)
     strata: dict[str, list[str]] = defaultdict(list)
     for key, members in sorted(groups.items()):
@@ -303,6 +418,51 @@ def assign_splits(rows: Sequence[LabelRow], *, test_fraction: float = 0.2,
 
 
 # ---------------------------------------------------------------------------------------
+# segments
+
+
+def audio_seconds(path: str | os.PathLike) -> float:
+    """Duration of an audio file in seconds, from its header where the format allows."""
+    import warnings
+
+    import librosa
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(librosa.get_duration(path=os.fspath(path)))
+
+
+def segment_rows(rows: Sequence[LabelRow], audio_dir: str | os.PathLike, segment: float
+                 ) -> tuple[list[LabelRow], list[tuple[str, str]]]:
+    """One row per consecutive ``segment``-second clip of each row's file.
+
+    A rest shorter than ``segment`` is dropped; a file shorter than one segment stays one
+    clip. Every clip keeps its row's labels and split, and its group (the row's, or the file
+    when the row has none). Returns the rows and ``(file, reason)`` for files whose duration
+    cannot be read (missing files are left to the build, which reports them).
+    """
+    out: list[LabelRow] = []
+    errors: list[tuple[str, str]] = []
+    for row in rows:
+        source = Path(audio_dir) / row.file
+        group = row.group if row.group is not None else row.file
+        if not source.is_file():
+            out.append(replace(row, group=group))
+            continue
+        try:
+            total = audio_seconds(source)
+        except Exception as err:  # any decoder error: report the file and go on
+            errors.append((row.file, f"cannot read the duration ({type(err).__name__}: "
+                                     f"{err}): the file is corrupt or in an unknown format"))
+            continue
+        n = max(1, int(math.floor(total / segment + 1e-9)))
+        for k in range(n):
+            out.append(replace(row, group=group, start=round(k * segment, 6),
+                               seconds=segment if total >= segment else None))
+    return out, errors
+
+
+# ---------------------------------------------------------------------------------------
 # work items
 
 
@@ -311,6 +471,8 @@ class _Task:
     id: int
     source: str
     dests: dict[str, tuple[str, ...]]  # rate -> destination paths
+    start: float | None = None
+    seconds: float | None = None
 
 
 def _init_worker() -> None:
@@ -337,7 +499,8 @@ def _save_atomic(path: Path, a: np.ndarray) -> None:
 def _run_task(task: _Task, params: dict[str, Any]) -> tuple[int, str | None, dict[str, Any]]:
     """Extract one clip and write it to all its destinations. Returns (id, error, info)."""
     try:
-        out = extract_file(task.source, params=FeatureParams.from_dict(params))
+        out = extract_file(task.source, params=FeatureParams.from_dict(params),
+                           offset=task.start or 0.0, duration=task.seconds)
     except DataError as err:
         return task.id, str(err).removeprefix(f"{task.source}: "), {}
     except Exception as err:  # one file must never stop the batch: report it and go on
@@ -357,7 +520,8 @@ def build_dataset(audio_dir: str | os.PathLike, out: str | os.PathLike, *,
                   labels_csv: str | os.PathLike, test_fraction: float = 0.2, seed: int = 0,
                   jobs: int | None = None, clip_seconds: float = 30.0,
                   length_rule: str = "crop", resume: bool = True,
-                  params: FeatureParams | None = None, progress: bool | None = None
+                  params: FeatureParams | None = None, progress: bool | None = None,
+                  genre_map: str | os.PathLike = "auto", segment: float | None = None
                   ) -> BuildReport:
     """Extract the dataset's features from a folder of audio files into the Kaggle layout.
 
@@ -385,6 +549,12 @@ def build_dataset(audio_dir: str | os.PathLike, out: str | os.PathLike, *,
         Other feature parameters (``clip_seconds`` and ``length_rule`` above win).
     progress : bool or None
         Show a progress bar (None: only on a terminal).
+    genre_map : {"auto", "lab", "none"} or path
+        How genre names become classes (see the module docstring); recorded in
+        ``labels.json``.
+    segment : float, optional
+        Cut every file into consecutive clips of this many seconds (``clip_seconds`` is
+        then ``segment``).
 
     Returns
     -------
@@ -401,9 +571,19 @@ def build_dataset(audio_dir: str | os.PathLike, out: str | os.PathLike, *,
     if not audio_dir.is_dir():
         raise DataError("audio folder does not exist: give the folder the labels CSV's "
                         "'file' paths are relative to", path=audio_dir)
-    params = replace(params or FeatureParams(), clip_seconds=clip_seconds,
-                     length_rule=length_rule)
-    rows = read_labels(labels_csv)
+    if segment is not None:
+        if not segment > 0:
+            raise ConfigError(f"segment must be a positive number of seconds, got {segment}")
+        clip_seconds = float(segment)
+    params = params or FeatureParams()
+    extra = {}
+    if segment is not None and params.min_seconds > segment:
+        extra["min_seconds"] = float(segment)   # one segment is long enough
+    params = replace(params, clip_seconds=clip_seconds, length_rule=length_rule, **extra)
+    rows, vocab = read_label_table(labels_csv, genre_map=genre_map)
+    probe_errors: list[tuple[str, str]] = []
+    if segment is not None:
+        rows, probe_errors = segment_rows(rows, audio_dir, float(segment))
     splits = assign_splits(rows, test_fraction=test_fraction, seed=seed)
     _check_out(out)
     params_file = out / PARAMS_FILE
@@ -418,13 +598,14 @@ def build_dataset(audio_dir: str | os.PathLike, out: str | os.PathLike, *,
     params.write(params_file)
     _remove_temps(out)
 
-    ids = _assign_ids([r.file for r in rows], out / CLIPS_FILE if resume else None)
+    ids = _assign_ids([r.key for r in rows], out / CLIPS_FILE if resume else None)
     report = BuildReport(out=out, params_file=params_file)
+    report.errors.extend(probe_errors)
     planned: set[Path] = set()
     tasks: list[_Task] = []
     status: dict[int, str] = {}
     for row, split in zip(rows, splits):
-        cid = ids[row.file]
+        cid = ids[row.key]
         dests = {rate: tuple(out / FOLDERS[ds, rate] / split / f"{cid}{CLIP_SUFFIX}"
                              for ds in row.datasets) for rate in RATES}
         planned.update(p for ps in dests.values() for p in ps)
@@ -438,14 +619,15 @@ def build_dataset(audio_dir: str | os.PathLike, out: str | os.PathLike, *,
             report.skipped += 1
         else:
             tasks.append(_Task(cid, os.fspath(source),
-                               {rate: tuple(map(os.fspath, ps)) for rate, ps in dests.items()}))
+                               {rate: tuple(map(os.fspath, ps)) for rate, ps in dests.items()},
+                               row.start, row.seconds))
     for ds in {ds for row in rows for ds in row.datasets}:
         for rate in RATES:
             for split in SPLITS:
                 (out / FOLDERS[ds, rate] / split).mkdir(parents=True, exist_ok=True)
     _remove_own_clips(out, keep=planned)
 
-    file_of = {ids[r.file]: r.file for r in rows}
+    file_of = {ids[r.key]: r.key for r in rows}
     for cid, err, info in _run_all(tasks, params, jobs=jobs, progress=progress):
         if err is None:
             status[cid] = "ok"
@@ -456,14 +638,16 @@ def build_dataset(audio_dir: str | os.PathLike, out: str | os.PathLike, *,
             report.errors.append((file_of[cid], err))
     report.failed = len(report.errors)
 
-    ok_rows = [(r, s) for r, s in zip(rows, splits) if status.get(ids[r.file]) == "ok"]
-    _write_label_files(out, ok_rows, ids, {ds for r in rows for ds in r.datasets})
+    ok_rows = [(r, s) for r, s in zip(rows, splits) if status.get(ids[r.key]) == "ok"]
+    _write_label_files(out, ok_rows, ids, {ds for r in rows for ds in r.datasets}, vocab)
     for row, split in ok_rows:
         for ds in row.datasets:
             key = f"{ds}/{split}"
             report.counts[key] = report.counts.get(key, 0) + 1
-    report.clips_file = _write_clips(out / CLIPS_FILE, rows, splits, ids, status)
+    report.clips_file = _write_clips(out / CLIPS_FILE, rows, splits, ids, status, vocab)
     report.errors_file = _write_errors(out / ERRORS_FILE, report.errors)
+    report.labels_file = vocab.write(out)
+    report.vocab = vocab
     report.seconds = time.perf_counter() - t0
     log.info("%s", report.summary())
     return report
@@ -573,7 +757,8 @@ def _assign_ids(files: Sequence[str], clips_file: Path | None) -> dict[str, int]
         with open(clips_file, newline="", encoding="utf-8") as f:
             for rec in csv.DictReader(f):
                 if rec.get("id", "").isdigit() and rec.get("file"):
-                    old[rec["file"]] = int(rec["id"])
+                    start = rec.get("start") or ""
+                    old[rec["file"] + (f"@{start}" if start else "")] = int(rec["id"])
     ids = {f: old[f] for f in files if f in old}
     next_id = max(old.values(), default=-1) + 1
     for f in sorted(files):
@@ -595,19 +780,19 @@ def _fmt(v: float) -> str:
 
 
 def _write_label_files(out: Path, ok_rows: list[tuple[LabelRow, str]], ids: dict[str, int],
-                       datasets: set[str]) -> None:
-    ordered = sorted(ok_rows, key=lambda rs: ids[rs[0].file])
+                       datasets: set[str], vocab: Vocabulary) -> None:
+    ordered = sorted(ok_rows, key=lambda rs: ids[rs[0].key])
     if "genre" in datasets:
         for rate in RATES:
             for split in SPLITS:
                 suffix = GENRE_LABEL_SUFFIX[rate, split]
-                lines = ["Id\tGenre"] + [f"{ids[r.file]}{suffix}\t{r.genre}"
+                lines = ["Id\tGenre"] + [f"{ids[r.key]}{suffix}\t{r.genre}"
                                          for r, s in ordered if r.genre and s == split]
                 _write_text_atomic(out / FOLDERS["genre", rate] / f"{split}_labels.txt",
                                    "\n".join(lines) + "\n")
     if "multitask" in datasets:
-        lines = [",".join(("Id",) + TARGETS)] + [
-            ",".join([str(ids[r.file])] + [_fmt(r.targets[t]) for t in TARGETS])
+        lines = [",".join(("Id",) + vocab.targets)] + [
+            ",".join([str(ids[r.key])] + [_fmt(r.targets[t]) for t in vocab.targets])
             for r, s in ordered if r.targets and s == "train"]
         for rate in RATES:
             _write_text_atomic(out / FOLDERS["multitask", rate] / "train_labels.txt",
@@ -615,13 +800,15 @@ def _write_label_files(out: Path, ok_rows: list[tuple[LabelRow, str]], ids: dict
 
 
 def _write_clips(path: Path, rows: Sequence[LabelRow], splits: Sequence[str],
-                 ids: dict[str, int], status: dict[int, str]) -> Path:
-    header = ["id", "file", "split", "group", "genre", *TARGETS, "datasets", "status"]
+                 ids: dict[str, int], status: dict[int, str], vocab: Vocabulary) -> Path:
+    header = ["id", "file", "start", "split", "group", "genre", *vocab.targets, "datasets",
+              "status"]
     lines = [",".join(header)]
-    for row, split in sorted(zip(rows, splits), key=lambda rs: ids[rs[0].file]):
-        cid = ids[row.file]
-        fields_ = [str(cid), row.file, split, row.group or "", row.genre or "",
-                   *(_fmt(row.targets[t]) if row.targets else "" for t in TARGETS),
+    for row, split in sorted(zip(rows, splits), key=lambda rs: ids[rs[0].key]):
+        cid = ids[row.key]
+        fields_ = [str(cid), row.file, "" if row.start is None else f"{row.start:g}", split,
+                   row.group or "", row.genre or "",
+                   *(_fmt(row.targets[t]) if row.targets else "" for t in vocab.targets),
                    "+".join(row.datasets), status.get(cid, "failed")]
         lines.append(_csv_line(fields_))
     return _write_text_atomic(path, "\n".join(lines) + "\n")

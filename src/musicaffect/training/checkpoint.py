@@ -7,7 +7,10 @@ A checkpoint is a plain dict of tensors and Python primitives:
   n_features, tasks), so the checkpoint rebuilds its own model without pickled classes
 - ``state_dict``: the model weights (input normalisation buffers included)
 - ``config``: the whole run configuration (``RunConfig.to_dict()``)
-- ``classes``: the genre class names in index order; ``epoch``; ``metrics``
+- ``classes``: the genre class names in index order; ``targets``: the regression targets of
+  the model's heads; ``kinds``: target -> "binary" | "continuous"; ``vocab``: the data root's
+  whole label vocabulary (:class:`musicaffect.data.vocab.Vocabulary` as a dict); ``epoch``;
+  ``metrics``. Checkpoints without ``vocab`` are read with the lab's vocabulary.
 - resume-only keys in ``last.pt``: ``optimizer``, ``loss_state``, ``scheduler``, ``early``,
   ``history``, ``rng``
 """
@@ -88,18 +91,25 @@ def load_model(path: str | os.PathLike, *, which: str = "best"):
 
 
 def make_checkpoint(model, cfg_dict: dict, *, classes, epoch: int, metrics: dict,
-                    data_info: dict, **extra) -> dict:
+                    data_info: dict, targets=None, vocab: dict | None = None, **extra) -> dict:
     """Assemble the checkpoint dict of a model (see module docstring)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if targets is None:
+        targets = [t for t in model.model_args().get("tasks", {}) if t != "genre"]
+    kinds = (vocab or {}).get("kinds", {})
     out = {
         "format": FORMAT,
         "model": model.model_args(),
         "state_dict": state,
         "config": cfg_dict,
         "classes": list(classes),
+        "targets": list(targets),
+        "kinds": {t: str(kinds.get(t, "continuous")) for t in targets},
         "data": dict(data_info),
         "epoch": int(epoch),
         "metrics": {k: float(v) for k, v in metrics.items()},
     }
+    if vocab is not None:
+        out["vocab"] = dict(vocab)
     out.update(extra)
     return out

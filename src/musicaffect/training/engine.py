@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Sampler, Subset
 
 from musicaffect.config import RunConfig, save_config
 from musicaffect.data.labels import CLASSES, GENRE_TASK
-from musicaffect.errors import CheckpointError, DataError, RunError
+from musicaffect.errors import CheckpointError, ConfigError, DataError, RunError
 from musicaffect.training.checkpoint import atomic_save, load_checkpoint, make_checkpoint
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ class RunData:
     n_features: int
     tasks: list[str]
     info: dict = field(default_factory=dict)
+    vocab: object = None            # musicaffect.data.vocab.Vocabulary of the data root
 
     @property
     def train(self) -> Subset:
@@ -103,36 +104,48 @@ class RunData:
         return Subset(self.dataset, self.val_idx.tolist())
 
 
-def task_sizes(tasks: list[str]) -> dict[str, int]:
-    """Output size of each task's head (genre: number of classes; regression: 1)."""
-    return {t: (len(CLASSES) if t == GENRE_TASK else 1) for t in tasks}
+def task_sizes(tasks: list[str], classes=CLASSES) -> dict[str, int]:
+    """Output size of each task's head (genre: number of the data's classes; regression: 1)."""
+    return {t: (len(classes) if t == GENRE_TASK else 1) for t in tasks}
 
 
 def prepare_data(cfg: RunConfig, data_root: str | Path) -> RunData:
     """Index the run's training folder and split it into train/validation (seeded)."""
     from musicaffect.data.dataset import SpectrogramDataset
     from musicaffect.data.splits import train_val_split
+    from musicaffect.data.vocab import load_groups, load_vocabulary
 
     d = cfg.data
+    vocab = load_vocabulary(data_root, genre_map=getattr(d, "genre_map", None))
     ds = SpectrogramDataset(data_root, dataset=d.dataset, rate=d.rate, split="train",
                             view=d.view, tasks=tuple(d.tasks), cache_dir=d.cache_dir,
-                            use_cache=d.use_cache, skip_bad=d.skip_bad)
+                            use_cache=d.use_cache, skip_bad=d.skip_bad, vocab=vocab)
     n = len(ds)
     if n < 2:
         raise DataError(f"the training split has {n} usable clip(s); at least 2 are needed "
                         "(check the label file and --skip-bad warnings)",
                         path=Path(data_root))
-    stratify = ds.labels(GENRE_TASK) if (d.stratify and GENRE_TASK in d.tasks) else None
+    if cfg.loss.bounded:
+        for t in ds.tasks:
+            lo, hi = vocab.ranges.get(t, (0.0, 1.0))
+            if t != GENRE_TASK and (lo < 0.0 or hi > 1.0):
+                raise ConfigError(f"loss.bounded squashes outputs into [0, 1], but target {t} "
+                                  f"spans [{lo:g}, {hi:g}] in this data: set loss.bounded=false "
+                                  "or rescale the labels to [0, 1]")
+    stratify = ds.labels(GENRE_TASK) if (d.stratify and GENRE_TASK in ds.tasks) else None
+    # clips of one group (song, artist, source file) stay on one side of the split
+    by_id = load_groups(data_root, vocab)
+    groups = np.array([by_id.get(r.id, f"\0{r.id}") for r in ds.records]) if by_id else None
     train_idx, val_idx = train_val_split(n, val_fraction=d.val_fraction, seed=d.split_seed,
-                                         stratify=stratify)
+                                         stratify=stratify, groups=groups)
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise DataError(f"the train/validation split of {n} clips left an empty side; "
                         "add clips or change data.val_fraction", path=Path(data_root))
     info = {"dataset": d.dataset, "rate": d.rate, "view": d.view, "n_features": ds.n_features,
             "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
-            "data_root": str(data_root)}
+            "data_root": str(data_root), "grouped_split": groups is not None}
     return RunData(ds, np.asarray(train_idx), np.asarray(val_idx), ds.n_features,
-                   list(d.tasks), info)
+                   list(ds.tasks), info, vocab)
 
 
 def make_loader(dataset, sampler: Sampler | None, *, batch_size: int = 32,
@@ -157,10 +170,12 @@ def build_run_model(cfg: RunConfig, data: RunData):
     from musicaffect.data.normalize import feature_stats
     from musicaffect.models import build_model
 
+    classes = data.vocab.classes if data.vocab is not None else CLASSES
     model = build_model(cfg.model.name, dict(cfg.model.params), data.n_features,
-                        task_sizes(data.tasks))
+                        task_sizes(data.tasks, classes))
     if cfg.transfer.checkpoint:
-        transfer_backbone(model, cfg.transfer.checkpoint, n_features=data.n_features)
+        transfer_backbone(model, cfg.transfer.checkpoint, n_features=data.n_features,
+                          vocab=data.vocab)
     elif cfg.data.normalize:
         mean, std = feature_stats(data.dataset, data.train_idx)
         model.set_normalization(torch.as_tensor(mean, dtype=torch.float32),
@@ -170,8 +185,10 @@ def build_run_model(cfg: RunConfig, data: RunData):
     return model
 
 
-def transfer_backbone(model, checkpoint: str | Path, *, n_features: int) -> dict:
-    """Copy backbone weights (and input normalisation) from a checkpoint; heads stay new.
+def transfer_backbone(model, checkpoint: str | Path, *, n_features: int, vocab=None) -> dict:
+    """Copy backbone weights (and input normalisation) from a checkpoint, and the heads that
+    fit: same task, same size and (genre) the same class names; the others stay new, and
+    the log says which and why.
 
     Raises :class:`CheckpointError` when the source model's architecture or feature size does
     not fit ``model`` (e.g. a chroma model into a mel model).
@@ -204,7 +221,38 @@ def transfer_backbone(model, checkpoint: str | Path, *, n_features: int) -> dict
                 getattr(model, buf).copy_(src["state_dict"][buf])
     log.info("transferred %d backbone tensors from %s (epoch %s)", len(state), src["path"],
              src.get("epoch"))
+    _transfer_heads(model, src, vocab)
     return src
+
+
+def _transfer_heads(model, src: dict, vocab) -> list[str]:
+    """Copy the source's heads that fit ``model``; log the ones re-initialised."""
+    from musicaffect.data.vocab import vocabulary_of_checkpoint
+
+    src_vocab = vocabulary_of_checkpoint(src)
+    classes = list(vocab.classes) if vocab is not None else list(CLASSES)
+    copied = []
+    for task, head in model.heads.items():
+        prefix = f"heads.{task}."
+        state = {k[len(prefix):]: v for k, v in src["state_dict"].items() if k.startswith(prefix)}
+        if task not in src["model"]["tasks"] or not state:
+            continue  # a task the source did not have: a new head, as always
+        why = None
+        if task == GENRE_TASK and list(src_vocab.classes) != classes:
+            why = (f"its classes ({', '.join(src_vocab.classes)}) differ from this data's "
+                   f"({', '.join(classes)})")
+        else:
+            mine = head.state_dict()
+            if set(mine) != set(state) or any(mine[k].shape != state[k].shape for k in mine):
+                why = "its shape differs"
+        if why:
+            log.warning("transfer: head %r re-initialised: %s", task, why)
+            continue
+        head.load_state_dict(state)
+        copied.append(task)
+    if copied:
+        log.info("transfer: head(s) %s copied from %s", ", ".join(copied), src["path"])
+    return copied
 
 
 def build_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
@@ -250,17 +298,23 @@ def predict_outputs(model, loader, *, device=None, fabric=None) -> dict[str, np.
     return res
 
 
-def outputs_metrics(res: dict, tasks: list[str], *, bounded: bool) -> dict[str, float]:
+def outputs_metrics(res: dict, tasks: list[str], *, bounded: bool,
+                    classes=None) -> dict[str, float]:
     """Validation metrics from :func:`predict_outputs`: accuracy / macro-F1 or Spearman."""
     from musicaffect.evaluation.metrics import classification_metrics, regression_metrics
     from musicaffect.training.losses import predict_transform
 
     m: dict[str, float] = {}
     if GENRE_TASK in tasks:
-        pred = res[f"out:{GENRE_TASK}"].argmax(axis=1)
-        cm = classification_metrics(res[f"y:{GENRE_TASK}"], pred, classes=CLASSES)
-        m["accuracy"] = float(cm["accuracy"])
-        m["macro_f1"] = float(cm["macro_f1"])
+        out, y = res[f"out:{GENRE_TASK}"], res[f"y:{GENRE_TASK}"]
+        keep = y >= 0                     # -100: a clip without genre (joint training)
+        names = classes if classes is not None else CLASSES
+        if len(names) != out.shape[1]:
+            names = [f"class {i}" for i in range(out.shape[1])]
+        if keep.any():
+            cm = classification_metrics(y[keep], out[keep].argmax(axis=1), classes=names)
+            m["accuracy"] = float(cm["accuracy"])
+            m["macro_f1"] = float(cm["macro_f1"])
     reg = [t for t in tasks if t != GENRE_TASK]
     if reg:
         y_true = {t: res[f"y:{t}"] for t in reg}
@@ -398,7 +452,8 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
     lc = cfg.loss
     loss_fn = build_loss(data.tasks, regression=lc.regression, bounded=lc.bounded,
                          rank_weight=lc.rank_weight, weights=lc.weights,
-                         learn_weights=lc.learn_weights, label_smoothing=lc.label_smoothing)
+                         learn_weights=lc.learn_weights, label_smoothing=lc.label_smoothing,
+                         targets=data.vocab.targets)
     optimizer = build_optimizer(cfg, list(model.parameters()) + list(loss_fn.parameters()))
 
     history: list[dict] = []
@@ -475,7 +530,8 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
                    "lr": optimizer.param_groups[0]["lr"],
                    "seconds": time.perf_counter() - t0}
         metrics.update({f"val_{k}": v for k, v in
-                        outputs_metrics(val_res, data.tasks, bounded=cfg.loss.bounded).items()})
+                        outputs_metrics(val_res, data.tasks, bounded=cfg.loss.bounded,
+                                        classes=data.vocab.classes).items()})
         if cfg.loss.learn_weights:
             metrics.update({f"w_{k}": v for k, v in loss_fn.current_weights().items()})
         history.append(metrics)
@@ -487,8 +543,10 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
         else:
             early["bad_epochs"] += 1
         if rank0:
-            ckpt_args = dict(classes=CLASSES, epoch=epoch, metrics=_numeric(metrics),
-                             data_info=data.info)
+            ckpt_args = dict(classes=data.vocab.classes, epoch=epoch,
+                             metrics=_numeric(metrics), data_info=data.info,
+                             targets=[t for t in data.tasks if t != GENRE_TASK],
+                             vocab=data.vocab.to_dict())
             if improved:
                 atomic_save(make_checkpoint(raw_model, cfg.to_dict(), **ckpt_args),
                             run_dir / "checkpoints" / "best.pt")
@@ -619,7 +677,7 @@ def overfit(cfg: RunConfig, data_root: str | Path, *, progress: bool = True) -> 
     lc = cfg.loss
     loss_fn = build_loss(data.tasks, regression=lc.regression, bounded=lc.bounded,
                          rank_weight=0.0, weights=lc.weights, learn_weights=False,
-                         label_smoothing=0.0)
+                         label_smoothing=0.0, targets=data.vocab.targets)
     optimizer = build_optimizer(cfg, model.parameters())
     model, optimizer = fabric.setup(model, optimizer)
     loss_fn = loss_fn.to(fabric.device)

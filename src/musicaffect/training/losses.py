@@ -311,7 +311,8 @@ class MultiTaskLoss(nn.Module):
 
 def build_loss(tasks: Sequence[str], *, regression: str = "mse", bounded: bool = False,
                rank_weight: float = 0.0, weights: Mapping[str, float] | None = None,
-               learn_weights: bool = False, label_smoothing: float = 0.0) -> MultiTaskLoss:
+               learn_weights: bool = False, label_smoothing: float = 0.0,
+               targets: Sequence[str] | None = None) -> MultiTaskLoss:
     """The loss for a set of tasks: cross-entropy for "genre", ``regression`` for the targets.
 
     Parameters
@@ -329,12 +330,15 @@ def build_loss(tasks: Sequence[str], *, regression: str = "mse", bounded: bool =
         Uncertainty weighting.
     label_smoothing : float
         Of the genre cross-entropy.
+    targets : sequence of str, optional
+        The data's regression targets (default: valence, energy, danceability).
 
     Returns
     -------
     loss : MultiTaskLoss
     """
     tasks = list(tasks)
+    known = tuple(targets) if targets is not None else TARGETS
     if not tasks:
         raise ConfigError("no task given: choose genre and/or " + ", ".join(TARGETS))
     if len(set(tasks)) != len(tasks):
@@ -346,11 +350,11 @@ def build_loss(tasks: Sequence[str], *, regression: str = "mse", bounded: bool =
     for task in tasks:
         if task == GENRE_TASK:
             losses[task] = TaskLoss("ce", label_smoothing=label_smoothing)
-        elif task in TARGETS:
+        elif task in known:
             losses[task] = TaskLoss(regression, bounded=bounded, rank_weight=rank_weight)
         else:
             raise ConfigError(f"unknown task {task!r}: choose from {GENRE_TASK}, "
-                              + ", ".join(TARGETS))
+                              + ", ".join(known))
     return MultiTaskLoss(losses, weights=weights, learn_weights=learn_weights)
 
 
