@@ -477,18 +477,18 @@ def activation_figure(run, data_root, path: Path) -> Path:
     import matplotlib.pyplot as plt
     import torch
 
-    from musicaffect.config import config_from_dict
-    from musicaffect.data.dataset import SpectrogramDataset
     from musicaffect.evaluation.plots import plot_activation_maps
-    from musicaffect.training.checkpoint import load_model
+    from musicaffect.evaluation.predictor import DeepMember, Predictor
 
-    model, ckpt = load_model(run)
-    cfg = config_from_dict(ckpt["config"])
-    blocks = getattr(model.backbone, "blocks", None)
-    if blocks is None:
+    pred = Predictor.load([run], device="cpu")
+    member = pred.first
+    cfg = member.cfg
+    blocks = getattr(getattr(member, "model", None), "backbone", None)
+    blocks = getattr(blocks, "blocks", None) if isinstance(member, DeepMember) else None
+    if blocks is None or len(pred.members) != 1:
         raise MusicAffectError(f"{run}: model {cfg.model.name} has no convolutional blocks")
-    ds = SpectrogramDataset(data_root, dataset="genre", rate=cfg.data.rate, split="test",
-                            view=cfg.data.view, tasks=("genre",), cache_dir=cfg.data.cache_dir)
+    model = member.model
+    ds = pred.dataset(member, data_root, dataset="genre", split="test")
     item = ds[0]
     maps: list = []
 

@@ -15,28 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from musicaffect.data.arrays import select_view
-from musicaffect.data.labels import CLASSES, GENRE_TASK, TARGETS
+from musicaffect.data.labels import TARGETS
 from musicaffect.errors import MusicAffectError
 
 log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 30.0
-
-
-@dataclass
-class LoadedModel:
-    """A checkpoint ready for prediction."""
-
-    name: str
-    model: torch.nn.Module
-    rate: str
-    view: str
-    tasks: list[str]
-    bounded: bool
-    path: str
 
 
 @dataclass
@@ -67,18 +53,12 @@ class SongPrediction:
         return d
 
 
-def load_models(paths: list[str | Path]) -> list[LoadedModel]:
-    """Load checkpoints (run folders or .pt files) for prediction."""
-    from musicaffect.config import config_from_dict
-    from musicaffect.training.checkpoint import load_model
+def load_models(paths: list[str | Path], *, device: str | None = None):
+    """Load checkpoints, run folders (deep or classical) and ensemble folders for prediction,
+    as one :class:`~musicaffect.evaluation.predictor.Predictor`."""
+    from musicaffect.evaluation.predictor import Predictor
 
-    out = []
-    for p in paths:
-        model, ckpt = load_model(p)
-        cfg = config_from_dict(ckpt["config"])
-        out.append(LoadedModel(cfg.name, model, cfg.data.rate, cfg.data.view,
-                               list(ckpt["model"]["tasks"]), cfg.loss.bounded, ckpt["path"]))
-    return out
+    return Predictor.load(paths, device=device)
 
 
 def windows(features: np.ndarray, *, seconds: float,
@@ -100,40 +80,20 @@ def windows(features: np.ndarray, *, seconds: float,
     return [features[:, s:s + win] for s in starts]
 
 
-@torch.no_grad()
-def _run_model(m: LoadedModel, feats: dict[str, np.ndarray], seconds: float,
-               device: torch.device) -> tuple[dict[str, np.ndarray], int]:
-    from musicaffect.training.losses import predict_transform
-
-    x_full = select_view(feats[m.rate], m.view)                  # (F, T)
-    wins = windows(x_full, seconds=seconds)
-    lengths = torch.tensor([w.shape[1] for w in wins])
-    Tmax = int(lengths.max())
-    x = torch.zeros(len(wins), Tmax, x_full.shape[0])            # (B, T, F) time-major
-    for i, w in enumerate(wins):
-        x[i, :w.shape[1]] = torch.from_numpy(np.ascontiguousarray(w.T))
-    out = m.model(x.to(device), lengths)
-    res = {}
-    for t in m.tasks:
-        y = predict_transform(t, out[t].float().cpu(), m.bounded)
-        res[t] = np.asarray(y).mean(axis=0)                     # mean over windows
-    return res, len(wins)
-
-
-def predict_files(models: list[LoadedModel], files: list[str | Path], *, top: int = 3,
+def predict_files(models, files: list[str | Path], *, top: int = 3,
                   device: str | None = None, progress: bool = True) -> list[SongPrediction]:
-    """Predict every file; a file that fails gets ``error`` set and the others go on."""
+    """Predict every file with a Predictor (from :func:`load_models`); a file that fails
+    gets ``error`` set and the others go on."""
     from tqdm.auto import tqdm
 
     from musicaffect.features.audio import FeatureParams, extract_file
 
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    for m in models:
-        m.model.to(dev).eval()
+    if device is not None:
+        models.to(device)
     params = FeatureParams()
     results = []
     for f in tqdm(files, desc="predict", unit="song", disable=not progress):
-        pred = SongPrediction(file=str(f), models=[m.name for m in models])
+        pred = SongPrediction(file=str(f), models=list(models.names))
         try:
             feats = extract_file(f, params=params, apply_length=False)
         except (MusicAffectError, OSError) as err:
@@ -143,21 +103,16 @@ def predict_files(models: list[LoadedModel], files: list[str | Path], *, top: in
             continue
         pred.seconds = float(feats["info"].get("source_seconds", feats["info"]["seconds"]))
         pred.beat_fallback = bool(feats["info"].get("beat_fallback", False))
-        probs, affect = [], {t: [] for t in TARGETS}
-        for m in models:
-            res, n = _run_model(m, feats, pred.seconds, dev)
-            pred.windows = max(pred.windows, n)
-            if GENRE_TASK in res:
-                probs.append(res[GENRE_TASK])
-            for t in TARGETS:
-                if t in res:
-                    affect[t].append(float(res[t]))
-        if probs:
-            p = np.mean(probs, axis=0)
+        res, pred.windows = models.predict_clip(
+            lambda m, feats=feats, seconds=pred.seconds: windows(
+                select_view(feats[m.cfg.data.rate], m.cfg.data.view), seconds=seconds))
+        if res.probs is not None:
+            p = res.probs[0]
             order = np.argsort(-p)[:top]
-            pred.genre = [(CLASSES[i], float(p[i])) for i in order]
+            pred.genre = [(res.classes[i], float(p[i])) for i in order]
         # shown on the labels' [0, 1] scale (an unbounded head can step slightly outside)
-        pred.affect = {t: float(np.clip(np.mean(v), 0.0, 1.0)) for t, v in affect.items() if v}
+        pred.affect = {t: float(np.clip(res.values[t][0], 0.0, 1.0))
+                       for t in TARGETS if t in res.values}
         results.append(pred)
     return results
 

@@ -142,8 +142,9 @@ def run_experiment(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *
 def _evaluate_cached(run_dir: Path, data_root, *, rate: str | None = None) -> dict:
     """Evaluate a run once; the metrics file is reused while the checkpoint is unchanged."""
     from musicaffect.evaluation.evaluate import evaluate
+    from musicaffect.evaluation.predictor import model_file
 
-    best = run_dir / "checkpoints" / "best.pt"
+    best = model_file(run_dir)
     stamp = run_dir / "eval" / f"done-{rate or 'own'}.json"
     if stamp.is_file():
         saved = json.loads(stamp.read_text())
