@@ -88,6 +88,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--freeze", action="store_true", help="transfer: also run the frozen-"
                    "backbone variant")
     p.add_argument("--no-reuse", action="store_true", help="retrain finished runs")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="run the suite N times (seed=0..N-1, into --out/seed-S/) and print "
+                        "the mean and std of every column (default 1: one run, as before)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_suite)
 
@@ -182,6 +185,26 @@ def cmd_evaluate(args) -> int:
 def cmd_suite(args) -> int:
     from musicaffect import suites
 
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.seeds > 1:
+        results = []
+        for seed in range(args.seeds):
+            one = argparse.Namespace(**{**vars(args), "seeds": 1,
+                                        "out": str(Path(args.out) / f"seed-{seed}"),
+                                        "overrides": [*args.overrides, f"seed={seed}"]})
+            results.append(_run_suite(one))
+        res = suites.aggregate_seeds(results)
+        suites._save(res, Path(args.out) / f"{args.which}_seeds_table")
+        print(res.to_text())
+        return 0
+    print(_run_suite(args).to_text())
+    return 0
+
+
+def _run_suite(args):
+    from musicaffect import suites
+
     overrides = list(args.overrides)
     if args.device:
         overrides.append(f"train.accelerator={args.device}")
@@ -201,8 +224,7 @@ def cmd_suite(args) -> int:
                 for r in t.rows if name == "affect" or r["model"].startswith("CNN transfer")]
         res = suites.multitask_suite(args.data_root, out / "multitask",
                                      genre_run=args.genre_run, baseline_rows=base, **kw)
-    print(res.to_text())
-    return 0
+    return res
 
 
 def _saved(out: Path, which: str):
