@@ -39,6 +39,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,16 +63,12 @@ GRIDS: dict[str, tuple[dict, dict]] = {
 
 #: types inside a skops file that skops does not trust by default but this module writes
 _SKOPS_TRUSTED_EXTRA = frozenset({
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
     "sklearn._loss.link.Interval", "sklearn._loss.link.IdentityLink",
     "sklearn._loss.link.LogitLink", "sklearn._loss.link.MultinomialLogit",
     "sklearn._loss.loss.HalfMultinomialLoss", "sklearn._loss.loss.HalfSquaredError",
     "sklearn._loss.loss.HalfBinomialLoss",
-    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.utils._bunch.Bunch", "builtins.float", "builtins.int", "builtins.bool",
-    "builtins.NoneType", "numpy.dtype", "numpy.ndarray", "numpy.float64", "numpy.int64",
-    "numpy.random._mt19937.MT19937", "numpy.random.mtrand.RandomState",
-    "collections.OrderedDict", "builtins.tuple", "builtins.list", "builtins.dict",
 })
 
 
@@ -83,7 +80,7 @@ class ClassicalParams:
     percentiles: list[float] = field(default_factory=lambda: [10.0, 50.0, 90.0])
     deltas: bool = True                # also the statistics of the frame-to-frame differences
     cv_folds: int = 5                  # internal CV (training part only) for hyperparameters
-    grid: dict[str, list] | None = None   # override the default grid, e.g. {C: [0.1, 1]}
+    grid: dict[str, list[Any]] | None = None   # override the default grid, e.g. {C: [0.1, 1]}
     class_weight: str | None = None    # None | balanced (classifiers)
     max_iter: int = 2000               # logistic regression iterations / boosting rounds (hgb: 200 cap)
     threads: int | None = 1            # BLAS/OpenMP threads while fitting (None: library default)
