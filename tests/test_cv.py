@@ -106,3 +106,18 @@ def test_cv_affect_presets(sample_root, tmp_path, capsys):
     assert main(["cv", sample_root, "--presets", "affect-classical-ridge,classical-logreg",
                  "--out", str(out)]) == 2
     assert "one kind" in capsys.readouterr().err
+
+
+def test_suite_seeds_aggregate_mean_and_std():
+    from musicaffect.suites import SuiteResult, aggregate_seeds
+
+    cols = ["experiment", "accuracy", "ref_accuracy"]
+    res = [SuiteResult("Genre", [{"experiment": "a", "accuracy": acc, "ref_accuracy": 0.31}],
+                       cols, "note", {"a": f"/runs/seed-{i}/a"}) for i, acc in
+           enumerate([0.2, 0.4, 0.6])]
+    agg = aggregate_seeds(res)
+    assert agg.columns == ["experiment", "accuracy", "accuracy_std", "ref_accuracy"]
+    row = agg.rows[0]
+    assert row["accuracy"] == pytest.approx(0.4) and row["accuracy_std"] == pytest.approx(0.2)
+    assert row["ref_accuracy"] == 0.31 and "3 seeds" in agg.title
+    assert len(agg.runs) == 3

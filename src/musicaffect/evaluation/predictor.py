@@ -271,6 +271,8 @@ def read_ensemble(folder: str | os.PathLike) -> dict:
 
 
 def _atomic_text(path: Path, text: str) -> None:
+    if path.is_file() and path.read_text() == text:
+        return      # unchanged: keep the mtime (evaluations cached on it stay valid)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
