@@ -28,7 +28,16 @@ def test_defaults_validate():
 def test_every_preset_loads(name):
     cfg = load_config(name)
     assert cfg.name == name
-    assert cfg.model.name in ("lstm", "cnn", "cnn_res")
+    from musicaffect.models import available_models
+
+    assert cfg.model.name in (*available_models(), "classical", "ensemble")
+    if cfg.model.name == "classical":
+        from musicaffect.models.classical import classical_params
+        classical_params(cfg.model.params)
+    elif cfg.model.name == "ensemble":
+        from musicaffect.ensemble import ensemble_params
+        for member in ensemble_params(cfg.model.params).members:
+            assert load_config(member).data.dataset == cfg.data.dataset
 
 
 def test_report_presets_exist():

@@ -49,9 +49,25 @@ def test_absent_classes_still_listed_and_scores_accepted():
     assert m["accuracy"] == pytest.approx(0.75)
     assert m["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     assert np.array(m["confusion_matrix"]).shape == (3, 3)
-    # macro average over all 3 labels, the absent class counting as 0
+    # macro average over the 2 classes present in labels or predictions (scikit-learn's
+    # default); the class absent from both does not count as an F1 of 0
     f1_a, f1_b = 2 / 3, 0.8
-    assert m["macro"]["f1"] == pytest.approx((f1_a + f1_b + 0.0) / 3)
+    assert m["macro"]["f1"] == pytest.approx((f1_a + f1_b) / 2)
+    assert m["macro_f1"] == pytest.approx(skm.f1_score(y_true, scores.argmax(1), average="macro"))
+    assert m["averaged_classes"] == ["a", "b"] and m["absent_classes"] == ["c"]
+    assert "absent from both (not averaged): c" in m["report"]
+    assert "2 of 3 classes" in m["report"]
+
+
+def test_macro_f1_counts_a_class_only_predicted():
+    # class 2 is predicted (wrongly) but never true: it is averaged, with F1 0
+    y_true = np.array([0, 0, 1, 1])
+    y_pred = np.array([0, 2, 1, 1])
+    m = classification_metrics(y_true, y_pred, classes=["a", "b", "c", "d"])
+    assert m["averaged_classes"] == ["a", "b", "c"] and m["absent_classes"] == ["d"]
+    assert m["macro_f1"] == pytest.approx(skm.f1_score(y_true, y_pred, average="macro"))
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 1.0 + 0.0) / 3)
+    assert m["weighted_f1"] == pytest.approx(skm.f1_score(y_true, y_pred, average="weighted"))
 
 
 def test_classification_metrics_rejects_out_of_range_labels():

@@ -120,3 +120,26 @@ def test_windows_rule():
     # the last window ends at the end of the song
     w = windows(np.arange(1000)[None], seconds=100.0)
     assert w[-1][0, -1] == 999
+
+
+def test_predict_with_a_classical_run_and_an_ensemble(trained, audio_root, tmp_path, capsys):
+    run = tmp_path / "classical"
+    assert main(["train", str(audio_root), "--preset", "classical-logreg", "--out", str(run),
+                 "--set", "data.val_fraction=0.34", "--set", "model.params.cv_folds=2",
+                 "--no-progress"]) == 0
+    song = tmp_path / "song.wav"
+    sf.write(song, _song(6.0, bpm=120, f0=260, seed=4), SR)
+    capsys.readouterr()
+    assert main(["predict", str(run), str(song), "--format", "json", "--top", "2"]) == 0
+    alone = json.loads(capsys.readouterr().out)[0]
+    assert alone["models"] == ["classical-logreg"] and len(alone["genre"]) == 2
+    # an ensemble folder of the classical and the CNN run predicts like the two given apart
+    assert main(["ensemble", str(run), str(trained / "genre"), "--out",
+                 str(tmp_path / "ens")]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "ens"), str(song), "--format", "json"]) == 0
+    ens = json.loads(capsys.readouterr().out)[0]
+    assert main(["predict", str(run), str(trained / "genre"), str(song), "--format",
+                 "json"]) == 0
+    both = json.loads(capsys.readouterr().out)[0]
+    assert ens["genre"] == both["genre"] and len(ens["models"]) == 2

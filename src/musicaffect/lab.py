@@ -414,7 +414,7 @@ def _report_genre(rep, s: dict, out: Path, refs: bool = True) -> None:
     if refs:
         ref = [{"experiment": n, "model": m, "features": f, "accuracy": a, "macro_f1": f1}
                for n, (m, f, a, f1) in GENRE_SUITE.items()
-               if any(r["experiment"] == n for r in t["rows"])]
+               if a is not None and any(r["experiment"] == n for r in t["rows"])]
         rep.add_table(ours, reference=ref, reference_label="public (LAB.md)",
                       caption="Accuracy and macro-F1 on the test set; public rows: origin "
                               "report and best public student CNN, real data")
@@ -507,19 +507,18 @@ def activation_figure(run, data_root, path: Path) -> Path:
     import matplotlib.pyplot as plt
     import torch
 
-    from musicaffect.config import config_from_dict
-    from musicaffect.data.dataset import SpectrogramDataset
     from musicaffect.evaluation.plots import plot_activation_maps
-    from musicaffect.training.checkpoint import load_model
+    from musicaffect.evaluation.predictor import DeepMember, Predictor
 
-    model, ckpt = load_model(run)
-    cfg = config_from_dict(ckpt["config"])
-    blocks = getattr(model.backbone, "blocks", None)
-    if blocks is None:
+    pred = Predictor.load([run], device="cpu")
+    member = pred.first
+    cfg = member.cfg
+    blocks = getattr(getattr(member, "model", None), "backbone", None)
+    blocks = getattr(blocks, "blocks", None) if isinstance(member, DeepMember) else None
+    if blocks is None or len(pred.members) != 1:
         raise MusicAffectError(f"{run}: model {cfg.model.name} has no convolutional blocks")
-    ds = SpectrogramDataset(data_root, dataset="genre", rate=cfg.data.rate, split="test",
-                            view=cfg.data.view, tasks=("genre",), cache_dir=cfg.data.cache_dir,
-                            genre_map=cfg.data.genre_map)
+    model = member.model
+    ds = pred.dataset(member, data_root, dataset="genre", split="test")
     item = ds[0]
     maps: list = []
 

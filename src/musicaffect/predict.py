@@ -16,35 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from musicaffect.data.arrays import select_view
 from musicaffect.data.labels import GENRE_TASK
-from musicaffect.errors import ConfigError, MusicAffectError
+from musicaffect.errors import MusicAffectError
 
 log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 30.0
-
-
-@dataclass
-class LoadedModel:
-    """A checkpoint ready for prediction."""
-
-    name: str
-    model: torch.nn.Module
-    rate: str
-    view: str
-    tasks: list[str]
-    bounded: bool
-    path: str
-    classes: list[str] = field(default_factory=list)    # genre class names, index order
-    kinds: dict[str, str] = field(default_factory=dict)  # target -> binary | continuous
-    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    @property
-    def targets(self) -> list[str]:
-        return [t for t in self.tasks if t != GENRE_TASK]
 
 
 @dataclass
@@ -77,30 +56,12 @@ class SongPrediction:
         return d
 
 
-def load_models(paths: list[str | Path]) -> list[LoadedModel]:
-    """Load checkpoints (run folders or .pt files) for prediction."""
-    from musicaffect.config import config_from_dict
-    from musicaffect.data.vocab import vocabulary_of_checkpoint
-    from musicaffect.training.checkpoint import load_model
+def load_models(paths: list[str | Path], *, device: str | None = None):
+    """Load checkpoints, run folders (deep or classical) and ensemble folders for prediction,
+    as one :class:`~musicaffect.evaluation.predictor.Predictor`."""
+    from musicaffect.evaluation.predictor import Predictor
 
-    out = []
-    for p in paths:
-        model, ckpt = load_model(p)
-        cfg = config_from_dict(ckpt["config"])
-        vocab = vocabulary_of_checkpoint(ckpt)
-        tasks = list(ckpt["model"]["tasks"])
-        kinds = dict(ckpt.get("kinds") or {t: vocab.kind(t) for t in tasks if t != GENRE_TASK})
-        out.append(LoadedModel(cfg.name, model, cfg.data.rate, cfg.data.view, tasks,
-                               cfg.loss.bounded, ckpt["path"], classes=list(vocab.classes),
-                               kinds=kinds, ranges=dict(vocab.ranges)))
-    genre_models = [m for m in out if GENRE_TASK in m.tasks]
-    for m in genre_models[1:]:
-        if m.classes != genre_models[0].classes:
-            raise ConfigError(f"{m.path}: its classes ({', '.join(m.classes)}) differ from "
-                              f"those of {genre_models[0].path} "
-                              f"({', '.join(genre_models[0].classes)}); genre probabilities "
-                              "of models with other classes cannot be averaged")
-    return out
+    return Predictor.load(paths, device=device)
 
 
 def windows(features: np.ndarray, *, seconds: float,
@@ -122,38 +83,19 @@ def windows(features: np.ndarray, *, seconds: float,
     return [features[:, s:s + win] for s in starts]
 
 
-@torch.no_grad()
-def _run_model(m: LoadedModel, feats: dict[str, np.ndarray], seconds: float,
-               device: torch.device) -> tuple[dict[str, np.ndarray], int]:
-    from musicaffect.training.losses import predict_transform
-
-    x_full = select_view(feats[m.rate], m.view)                  # (F, T)
-    wins = windows(x_full, seconds=seconds)
-    lengths = torch.tensor([w.shape[1] for w in wins])
-    Tmax = int(lengths.max())
-    x = torch.zeros(len(wins), Tmax, x_full.shape[0])            # (B, T, F) time-major
-    for i, w in enumerate(wins):
-        x[i, :w.shape[1]] = torch.from_numpy(np.ascontiguousarray(w.T))
-    out = m.model(x.to(device), lengths)
-    res = {}
-    for t in m.tasks:
-        y = predict_transform(t, out[t].float().cpu(), m.bounded)
-        res[t] = np.asarray(y).mean(axis=0)                     # mean over windows
-    return res, len(wins)
-
-
-def model_targets(models: list[LoadedModel]) -> list[str]:
-    """The regression targets the models predict, in first-seen order."""
+def model_targets(models) -> list[str]:
+    """The regression targets a Predictor's members predict, in first-seen order."""
     out: list[str] = []
-    for m in models:
-        out += [t for t in m.targets if t not in out]
+    for m in models.members:
+        out += [t for t in m.tasks if t != GENRE_TASK and t not in out]
     return out
 
 
-def predict_files(models: list[LoadedModel], files: list[str | Path], *, top: int = 3,
+def predict_files(models, files: list[str | Path], *, top: int = 3,
                   device: str | None = None, progress: bool = True,
                   threshold: float | None = None) -> list[SongPrediction]:
-    """Predict every file; a file that fails gets ``error`` set and the others go on.
+    """Predict every file with a Predictor (from :func:`load_models`); a file that fails
+    gets ``error`` set and the others go on.
 
     ``threshold``: also decide each binary target (``score >= threshold`` -> 1).
     """
@@ -161,13 +103,12 @@ def predict_files(models: list[LoadedModel], files: list[str | Path], *, top: in
 
     from musicaffect.features.audio import FeatureParams, extract_file
 
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    for m in models:
-        m.model.to(dev).eval()
+    if device is not None:
+        models.to(device)
     params = FeatureParams()
     results = []
     for f in tqdm(files, desc="predict", unit="song", disable=not progress):
-        pred = SongPrediction(file=str(f), models=[m.name for m in models])
+        pred = SongPrediction(file=str(f), models=list(models.names))
         try:
             feats = extract_file(f, params=params, apply_length=False)
         except (MusicAffectError, OSError) as err:
@@ -177,28 +118,20 @@ def predict_files(models: list[LoadedModel], files: list[str | Path], *, top: in
             continue
         pred.seconds = float(feats["info"].get("source_seconds", feats["info"]["seconds"]))
         pred.beat_fallback = bool(feats["info"].get("beat_fallback", False))
-        probs, affect = [], {t: [] for t in model_targets(models)}
-        classes: list[str] = []
-        for m in models:
-            res, n = _run_model(m, feats, pred.seconds, dev)
-            pred.windows = max(pred.windows, n)
-            if GENRE_TASK in res:
-                probs.append(res[GENRE_TASK])
-                classes = m.classes
-            for t in m.targets:
-                affect[t].append(float(res[t]))
-        if probs:
-            p = np.mean(probs, axis=0)
+        res, pred.windows = models.predict_clip(
+            lambda m, feats=feats, seconds=pred.seconds: windows(
+                select_view(feats[m.cfg.data.rate], m.cfg.data.view), seconds=seconds))
+        if res.probs is not None:
+            p = res.probs[0]
             order = np.argsort(-p)[:top]
-            names = classes if len(classes) == len(p) else [f"class {i}" for i in range(len(p))]
-            pred.genre = [(names[i], float(p[i])) for i in order]
+            pred.genre = [(res.classes[i], float(p[i])) for i in order]
         # shown on the labels' scale ([0, 1] on the Kaggle data; an unbounded head can step
         # slightly outside the range of the training labels)
-        ranges = {t: r for m in models for t, r in m.ranges.items()}
-        pred.affect = {t: float(np.clip(np.mean(v), *ranges.get(t, (-np.inf, np.inf))))
-                       for t, v in affect.items() if v}
+        ranges = {t: r for m in models.members for t, r in m.ranges.items()}
+        pred.affect = {t: float(np.clip(v[0], *ranges.get(t, (-np.inf, np.inf))))
+                       for t, v in res.values.items()}
         if threshold is not None:
-            kinds = {t: k for m in models for t, k in m.kinds.items()}
+            kinds = {t: k for m in models.members for t, k in m.kinds.items()}
             pred.decisions = {t: int(v >= threshold) for t, v in pred.affect.items()
                               if kinds.get(t) == "binary"}
         results.append(pred)

@@ -14,9 +14,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from musicaffect.config import config_from_dict
 from musicaffect.data.labels import TARGETS
 from musicaffect.errors import CheckpointError, DataError
 
@@ -27,68 +25,45 @@ HEADER = ["Id.fused.full.npy.gz", *TARGETS]
 
 def predict_test(runs: list[str | Path], data_root: str | Path, *, batch_size: int = 32,
                  device: str | None = None) -> tuple[list[str], dict[str, np.ndarray]]:
-    """Predict every multitask test clip with one multitask model or single-target models.
+    """Predict every multitask test clip with one multitask model, single-target models, or
+    an ensemble of them (the runs that predict a target are averaged).
 
-    Returns ``(ids, {target: (N,)})``; every target must be covered by exactly one run.
+    Returns ``(ids, {target: (N,)})`` sorted by clip id; every target must be covered by at
+    least one run.
     """
-    from musicaffect.data.dataset import SpectrogramDataset
-    from musicaffect.training.checkpoint import load_checkpoint, load_model
-    from musicaffect.training.engine import make_loader, predict_outputs
-    from musicaffect.training.losses import predict_transform
+    from musicaffect.evaluation.predictor import Predictor
 
-    # every target covered? (checked on the checkpoints, before predicting anything)
+    pred = Predictor.load(runs, device=device)
+    # every target covered? (checked on the models, before predicting anything)
     given: list[str] = []
-    for run in runs:
-        given += [t for t in load_checkpoint(run)["model"]["tasks"]
-                  if t != "genre" and t not in given]
+    for m in pred.members:
+        given += [t for t in m.tasks if t != "genre" and t not in given]
     missing = [t for t in TARGETS if t not in given]
     if missing and given:
         raise CheckpointError(f"no run predicts {', '.join(missing)} (the runs predict "
                               f"{', '.join(given)}): the Kaggle submission needs "
                               f"{', '.join(TARGETS)}; give a multitask run or one run per "
                               "target, trained on the Kaggle multitask data")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    preds: dict[str, np.ndarray] = {}
-    ids: list[str] | None = None
-    for run in runs:
-        model, ckpt = load_model(run)
-        cfg = config_from_dict(ckpt["config"])
-        targets = [t for t in ckpt["model"]["tasks"] if t in TARGETS]
-        if not targets:
-            others = [t for t in ckpt["model"]["tasks"] if t != "genre"]
+    members = [m for m in pred.members if any(t in TARGETS for t in m.tasks)]
+    for m in pred.members:
+        if m not in members:
+            others = [t for t in m.tasks if t != "genre"]
             if others:
                 raise CheckpointError(
-                    f"{ckpt['path']}: the Kaggle submission needs {', '.join(TARGETS)}, but "
+                    f"{m.path}: the Kaggle submission needs {', '.join(TARGETS)}, but "
                     f"this model predicts {', '.join(others)} (its data root's targets); "
                     "train on the Kaggle multitask data for a submission")
-            raise CheckpointError(f"{ckpt['path']}: a genre model cannot make an affect "
+            raise CheckpointError(f"{m.path}: a genre model cannot make an affect "
                                   "submission; give a multitask or regression run")
-        ds = SpectrogramDataset(data_root, dataset="multitask", rate=cfg.data.rate,
-                                split="test", view=cfg.data.view, tasks=targets,
-                                cache_dir=cfg.data.cache_dir, use_cache=cfg.data.use_cache,
-                                skip_bad=cfg.data.skip_bad)
-        res = predict_outputs(model.to(dev), make_loader(ds, None, batch_size=batch_size,
-                                                         max_length=cfg.data.max_length),
-                              device=dev)
-        order = np.argsort(res["ids"], kind="stable")
-        run_ids = [res["ids"][i] for i in order]
-        if ids is None:
-            ids = run_ids
-        elif run_ids != ids:
-            raise DataError("the runs saw different test clips; use one data root",
-                            path=data_root)
-        for t in targets:
-            if t in preds:
-                raise CheckpointError(f"{ckpt['path']}: target {t} is predicted by two runs; "
-                                      "give each target once")
-            preds[t] = np.asarray(predict_transform(t, torch.as_tensor(res[f"out:{t}"]),
-                                                    cfg.loss.bounded))[order]
-    missing = [t for t in TARGETS if t not in preds]
+    res = pred.predict_split(data_root, dataset="multitask", split="test",
+                             batch_size=batch_size, members=members)
+    missing = [t for t in TARGETS if t not in res.values]
     if missing:
-        raise CheckpointError(f"no run predicts {', '.join(missing)}: the Kaggle submission "
-                              f"needs {', '.join(TARGETS)}; give a multitask run or one run "
-                              "per target")
-    return ids or [], preds
+        raise CheckpointError(f"no run predicts {', '.join(missing)}; give a multitask run or "
+                              "one run per target")
+    order = np.argsort(res.ids, kind="stable")
+    ids = [res.ids[i] for i in order]
+    return ids, {t: np.asarray(res.values[t])[order] for t in TARGETS}
 
 
 def write_submission(ids: list[str], preds: dict[str, np.ndarray], path: str | Path) -> Path:

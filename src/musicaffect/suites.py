@@ -48,7 +48,8 @@ BUDGETS: dict[str, dict] = {
 
 #: Budget name -> model parameters that shrink each registered model (smoke runs only).
 BUDGET_MODEL_PARAMS: dict[str, dict[str, dict]] = {
-    "tiny": {"lstm": {"hidden_size": 16},
+    "tiny": {"classical": {"cv_folds": 2},
+             "lstm": {"hidden_size": 16},
              "cnn": {"channels": [4, 8, 8, 8], "embed_dim": 16},
              "cnn_res": {"stem_channels": 4, "channels": [4, 8, 8, 8], "freq_dim": 16,
                          "embed_dim": 16}},
@@ -62,6 +63,10 @@ GENRE_SUITE: dict[str, tuple[str, str, float | None, float | None]] = {
     "lstm-beat-fused": ("LSTM", "beat fused", 0.33, 0.26),
     "cnn-full-mel": ("CNN", "full mel", 0.31, 0.27),
     "best-genre": ("musicaffect residual CNN", "full mel", 0.45, 0.39),
+    "classical-logreg": ("classical: logistic regression", "full fused statistics", None,
+                         None),
+    "ensemble-genre": ("ensemble: best-genre + classical-logreg", "mel + fused statistics",
+                       None, None),
 }
 GENRE_REFERENCE_NOTE = ("reference = origin report (LSTM/CNN rows) and best public student CNN "
                         "(musicaffect row), 575-clip real test set (LAB.md)")
@@ -144,11 +149,30 @@ def run_experiment(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *
     return run_dir
 
 
+def train_preset(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *,
+                 budget: str = "standard", overrides: list[str] | None = None,
+                 reuse: bool = True, progress: bool = True,
+                 member_extra: dict | None = None) -> Path:
+    """:func:`run_experiment`, or for an ensemble preset: train (or reuse) its members as
+    sibling runs of ``run_dir`` with the same budget and overrides (and ``member_extra``,
+    e.g. the data's own targets), then write the ensemble."""
+    if cfg.model.name == "ensemble":
+        from musicaffect.ensemble import build_ensemble
+
+        parent = Path(run_dir).parent
+        return build_ensemble(cfg, data_root, run_dir,
+                              member_cfg=lambda p: _cfg(p, budget, overrides, member_extra),
+                              member_dir=lambda p: parent / Path(p).stem, reuse=reuse,
+                              progress=progress)
+    return run_experiment(cfg, data_root, run_dir, reuse=reuse, progress=progress)
+
+
 def _evaluate_cached(run_dir: Path, data_root, *, rate: str | None = None) -> dict:
     """Evaluate a run once; the metrics file is reused while the checkpoint is unchanged."""
     from musicaffect.evaluation.evaluate import evaluate
+    from musicaffect.evaluation.predictor import model_file
 
-    best = run_dir / "checkpoints" / "best.pt"
+    best = model_file(run_dir)
     stamp = run_dir / "eval" / f"done-{rate or 'own'}.json"
     if stamp.is_file():
         saved = json.loads(stamp.read_text())
@@ -216,7 +240,8 @@ def genre_suite(data_root, out_dir, *, budget: str = "standard",
         if on_step:
             on_step(f"genre: {name}")
         cfg = _cfg(name, budget, overrides)
-        run = run_experiment(cfg, data_root, out_dir / name, reuse=reuse, progress=progress)
+        run = train_preset(cfg, data_root, out_dir / name, budget=budget, overrides=overrides,
+                           reuse=reuse, progress=progress)
         res = _evaluate_cached(run, data_root)["genre"]
         runs[name] = str(run)
         rows.append({"experiment": name, "model": label, "features": feats,
@@ -380,6 +405,8 @@ def multitask_suite(data_root, out_dir, *, budget: str = "standard",
         ("multitask-cnn-transfer", "CNN multitask + transfer",
          {"transfer": {"checkpoint": str(source)}, "train": {"lr": 0.0003}}),
         ("best-affect", "musicaffect best (res-CNN, rank loss)", {}),
+        ("affect-classical-ridge", "classical: ridge on row statistics", {}),
+        ("ensemble-affect", "ensemble: best-affect + classical ridge", {}),
     ]
     vocab = data_vocabulary(data_root, overrides)
     own = _own_targets(vocab)
@@ -387,12 +414,13 @@ def multitask_suite(data_root, out_dir, *, budget: str = "standard",
     for name, label, extra in variants:
         if on_step:
             on_step(f"multitask: {name}")
-        preset = "best-affect" if name == "best-affect" else "multitask-cnn"
+        preset = name if name in MULTITASK_PRESETS else "multitask-cnn"
         if own:
             from musicaffect.config import deep_merge
             extra = deep_merge(own, extra)
         cfg = _cfg(preset, budget, overrides, extra, name=name)
-        run = run_experiment(cfg, data_root, out_dir / name, reuse=reuse, progress=progress)
+        run = train_preset(cfg, data_root, out_dir / name, budget=budget, overrides=overrides,
+                           reuse=reuse, progress=progress, member_extra=own or None)
         runs[name] = str(run)
         rows.append(_affect_row(label, _spearmans(run, data_root), vocab.targets))
     rows = list(baseline_rows or []) + rows
@@ -413,6 +441,10 @@ def _own_targets(vocab) -> dict:
     return extra
 
 
+#: multitask suite rows that are presets of their own (the others vary multitask-cnn)
+MULTITASK_PRESETS = ("best-affect", "affect-classical-ridge", "ensemble-affect")
+
+
 def best_run(result: SuiteResult, key: str = "mean") -> str:
     """The run folder of the best row whose model was trained in this suite."""
     best = max((r for r in result.rows if r.get(key) is not None
@@ -424,7 +456,9 @@ def _row_run(result: SuiteResult, row: dict) -> str | None:
     names = {"CNN multitask": "multitask-cnn",
              "CNN multitask, learned weights": "multitask-cnn-learned",
              "CNN multitask + transfer": "multitask-cnn-transfer",
-             "musicaffect best (res-CNN, rank loss)": "best-affect"}
+             "musicaffect best (res-CNN, rank loss)": "best-affect",
+             "classical: ridge on row statistics": "affect-classical-ridge",
+             "ensemble: best-affect + classical ridge": "ensemble-affect"}
     return result.runs.get(names.get(row["model"], ""))
 
 
@@ -432,3 +466,33 @@ def _save(result: SuiteResult, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.with_suffix(".json").write_text(json.dumps(result.to_dict(), indent=2))
     path.with_suffix(".txt").write_text(result.to_text() + "\n")
+
+
+def aggregate_seeds(results: list[SuiteResult]) -> SuiteResult:
+    """One table from the same suite run with several seeds: every numeric column becomes
+    its mean over the seeds, with a ``<column>_std`` column (sample standard deviation)
+    beside it; reference columns (``ref_*``) are kept as they are."""
+    import numpy as np
+
+    first = results[0]
+    cols: list[str] = []
+    numeric = []
+    for c in first.columns:
+        cols.append(c)
+        if not c.startswith("ref_") and any(isinstance(r.get(c), float) for r in first.rows):
+            numeric.append(c)
+            cols.append(f"{c}_std")
+    rows = []
+    for i, row in enumerate(first.rows):
+        new = dict(row)
+        for c in numeric:
+            vals = [res.rows[i].get(c) for res in results if i < len(res.rows)]
+            vals = [v for v in vals if isinstance(v, (int, float))]
+            new[c] = float(np.mean(vals)) if vals else None
+            new[f"{c}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
+        rows.append(new)
+    runs = {f"{k} (seed {s})": v for s, res in enumerate(results) for k, v in res.runs.items()}
+    note = (first.note + "; " if first.note else "") + \
+        f"mean and std over {len(results)} seeds (seed=0..{len(results) - 1})"
+    return SuiteResult(f"{first.title}, {len(results)} seeds", rows, cols, note, runs,
+                       first.synthetic)

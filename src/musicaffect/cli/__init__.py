@@ -27,6 +27,7 @@ log = logging.getLogger("musicaffect")
 COMMAND_MODULES = (
     "musicaffect.cli.data_cmds",     # sample-data, explore
     "musicaffect.cli.train_cmds",    # train, evaluate, suite, submit
+    "musicaffect.cli.cv_cmds",       # ensemble, cv
     "musicaffect.cli.audio_cmds",    # build-dataset
     "musicaffect.cli.predict_cmds",  # predict
     "musicaffect.cli.model_cmds",    # export

@@ -7,7 +7,6 @@ import argparse
 import csv
 import json
 import sys
-from pathlib import Path
 
 from musicaffect.errors import ConfigError
 
@@ -16,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict", help="predict genre and emotion of songs (audio files)",
         description="musicaffect predict CHECKPOINT [CHECKPOINT ...] AUDIO [AUDIO ...]: the "
-        "leading arguments that are checkpoints (.pt files or run folders) are models; the "
+        "leading arguments that are checkpoints (.pt files, run folders of deep or classical "
+        "models, ensemble folders) are models; the "
         "rest are audio files (wav, flac, ogg, mp3). Several models combine: genre "
         "probabilities and affect values are averaged.")
     p.add_argument("paths", nargs="+", metavar="CHECKPOINT_OR_AUDIO")
@@ -33,9 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _is_checkpoint(p: str) -> bool:
-    path = Path(p)
-    return (path.is_file() and path.suffix == ".pt") or (
-        path.is_dir() and (path / "checkpoints" / "best.pt").is_file())
+    from musicaffect.evaluation.predictor import is_model_path
+
+    return is_model_path(p)
 
 
 def cmd_predict(args) -> int:
@@ -50,8 +50,8 @@ def cmd_predict(args) -> int:
                           "checkpoints/best.pt); usage: musicaffect predict CHECKPOINT AUDIO...")
     if not rest:
         raise ConfigError("no audio files given; usage: musicaffect predict CHECKPOINT AUDIO...")
-    models = predict.load_models(ckpts)
-    preds = predict.predict_files(models, rest, top=args.top, device=args.device,
+    models = predict.load_models(ckpts, device=args.device)
+    preds = predict.predict_files(models, rest, top=args.top,
                                   progress=args.format == "table" and not args.out,
                                   threshold=args.threshold)
     out = open(args.out, "w", newline="") if args.out else sys.stdout

@@ -61,8 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "weighted averages and a confusion matrix on the official test set "
                        "(genre), or Spearman/Pearson/MSE and scatter plots on the held-out "
                        "part of the multitask train split (affect).")
-    p.add_argument("run", help="run folder or checkpoint file")
-    p.add_argument("data_root", help="dataset root")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folder or checkpoint file "
+                   "(deep, classical or ensemble); several runs are evaluated as one ensemble "
+                   "(probabilities/values averaged, needs --out); the last positional "
+                   "argument is DATA_ROOT")
     p.add_argument("--rate", choices=["full", "beat", "both"],
                    help="genre test folder (default: the rate the model was trained on)")
     p.add_argument("--out", help="output folder (default <run>/eval/<test set>)")
@@ -86,6 +88,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--freeze", action="store_true", help="transfer: also run the frozen-"
                    "backbone variant")
     p.add_argument("--no-reuse", action="store_true", help="retrain finished runs")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="run the suite N times (seed=0..N-1, into --out/seed-S/) and print "
+                        "the mean and std of every column (default 1: one run, as before)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_suite)
 
@@ -137,7 +142,13 @@ def cmd_train(args) -> int:
     out = Path(args.out or Path("runs") / cfg.name)
     res = fit(cfg, args.data_root, out, resume=args.resume, overwrite=args.overwrite,
               progress=not args.no_progress)
-    if res.history and int(os.environ.get("RANK", "0")) == 0:   # once under DDP
+    if cfg.model.name == "ensemble":
+        print(f"ensemble {out}: {', '.join(cfg.model.params.get('members', []))} "
+              f"({res.seconds:.1f}s)")
+    elif cfg.model.name == "classical":
+        print(f"run {out}: {res.monitor}={res.best_score:.4f} on the validation part "
+              f"(classical {cfg.model.params.get('estimator', 'linear')}, {res.seconds:.1f}s)")
+    elif res.history and int(os.environ.get("RANK", "0")) == 0:   # once under DDP
         print(f"run {out}: best epoch {res.best_epoch + 1} with {res.monitor}="
               f"{res.best_score:.4f} ({len(res.history)} epochs, {res.seconds:.1f}s"
               f"{', stopped early' if res.stopped_early else ''})")
@@ -147,12 +158,18 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from musicaffect.evaluation.evaluate import evaluate
 
+    if len(args.runs) < 2:
+        raise ConfigError("usage: musicaffect evaluate RUN [RUN ...] DATA_ROOT")
+    *runs, args.data_root = args.runs
+    args.run = runs if len(runs) > 1 else runs[0]
     rates = ["full", "beat"] if args.rate == "both" else [args.rate]
     for rate in rates:
         out = args.out if (args.out and len(rates) == 1) else (
             str(Path(args.out) / rate) if args.out else None)
         res = evaluate(args.run, args.data_root, rate=rate, out_dir=out, device=args.device)
-        print(f"== {res['evaluated_on']} ({res['n_clips']} clips, epoch {res['epoch'] + 1})")
+        epoch = f", epoch {res['epoch'] + 1}" if isinstance(res.get("epoch"), int) else ""
+        members = f", ensemble of {len(res['members'])}" if res.get("members") else ""
+        print(f"== {res['evaluated_on']} ({res['n_clips']} clips{epoch}{members})")
         if "genre" in res:
             print(res["genre"]["report"])
         if "regression" in res:
@@ -171,6 +188,26 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_suite(args) -> int:
+    from musicaffect import suites
+
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.seeds > 1:
+        results = []
+        for seed in range(args.seeds):
+            one = argparse.Namespace(**{**vars(args), "seeds": 1,
+                                        "out": str(Path(args.out) / f"seed-{seed}"),
+                                        "overrides": [*args.overrides, f"seed={seed}"]})
+            results.append(_run_suite(one))
+        res = suites.aggregate_seeds(results)
+        suites._save(res, Path(args.out) / f"{args.which}_seeds_table")
+        print(res.to_text())
+        return 0
+    print(_run_suite(args).to_text())
+    return 0
+
+
+def _run_suite(args):
     from musicaffect import suites
 
     overrides = list(args.overrides)
@@ -192,8 +229,7 @@ def cmd_suite(args) -> int:
                 for r in t.rows if name == "affect" or r["model"].startswith("CNN transfer")]
         res = suites.multitask_suite(args.data_root, out / "multitask",
                                      genre_run=args.genre_run, baseline_rows=base, **kw)
-    print(res.to_text())
-    return 0
+    return res
 
 
 def _saved(out: Path, which: str):

@@ -13,46 +13,31 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from musicaffect.config import config_from_dict
 from musicaffect.data.labels import GENRE_TASK
-from musicaffect.data.vocab import vocabulary_of_checkpoint
-from musicaffect.errors import CheckpointError
-from musicaffect.training.checkpoint import load_model
+from musicaffect.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
-def _check_fits(model, ckpt: dict, n_features: int, where: str, data_classes=None) -> None:
-    margs = ckpt["model"]
-    if margs["n_features"] != n_features:
-        raise CheckpointError(
-            f"{ckpt['path']}: the model reads {margs['n_features']} features per frame but "
-            f"{where} has {n_features}; evaluate with the view the model was trained on")
-    classes = list(vocabulary_of_checkpoint(ckpt).classes)
-    if GENRE_TASK in margs["tasks"] and data_classes is not None \
-            and list(data_classes) != classes:
-        raise CheckpointError(f"{ckpt['path']}: the model's classes ({', '.join(classes)}) "
-                              f"are not the data's ({', '.join(data_classes)}); evaluate on "
-                              "the data root it was trained on (or the same data.genre_map)")
-
-
-def evaluate(checkpoint: str | Path, data_root: str | Path, *, rate: str | None = None,
-             out_dir: str | Path | None = None, batch_size: int = 32,
-             device: str | None = None) -> dict:
-    """Evaluate a checkpoint (or run folder) and write metrics and figures.
+def evaluate(checkpoint: str | Path | list[str | Path], data_root: str | Path, *,
+             rate: str | None = None, out_dir: str | Path | None = None,
+             batch_size: int = 32, device: str | None = None) -> dict:
+    """Evaluate a checkpoint (or run folder), or an ensemble of runs, and write metrics and
+    figures.
 
     Parameters
     ----------
-    checkpoint : path
-        A run folder (its ``checkpoints/best.pt`` is used) or a ``.pt`` file.
+    checkpoint : path or list of paths
+        A run folder (its ``checkpoints/best.pt`` is used), a ``.pt`` file, a classical run
+        folder or an ensemble folder; several of them are evaluated as one ensemble
+        (probabilities and values averaged, see :class:`~musicaffect.evaluation.predictor.Predictor`).
     data_root : path
         The dataset root.
     rate : {"full", "beat"}, optional
         Test folder rate for genre models; default: the rate the model was trained on.
     out_dir : path, optional
-        Where to write; default ``<run>/eval/<name>``.
+        Where to write; default ``<run>/eval/<name>`` (required for several paths).
 
     Returns
     -------
@@ -61,72 +46,76 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, *, rate: str | None 
     """
     import matplotlib.pyplot as plt
 
-    from musicaffect.data.dataset import SpectrogramDataset
     from musicaffect.evaluation.binary import binary_summary
     from musicaffect.evaluation.metrics import classification_metrics, regression_metrics
     from musicaffect.evaluation.plots import plot_confusion, plot_scatter
-    from musicaffect.training.engine import make_loader, predict_outputs, prepare_data
-    from musicaffect.training.losses import predict_transform
+    from musicaffect.evaluation.predictor import Predictor
 
-    model, ckpt = load_model(checkpoint)
-    cfg = config_from_dict(ckpt["config"])
-    vocab = vocabulary_of_checkpoint(ckpt)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(dev)
-    tasks = list(ckpt["model"]["tasks"])
-    run_dir = Path(ckpt["path"]).parent.parent
+    paths = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
+    if len(paths) > 1 and out_dir is None:
+        raise ConfigError("several runs are evaluated as one ensemble: give --out DIR (or "
+                          "make an ensemble folder with `musicaffect ensemble`)")
+    pred = Predictor.load(paths, device=device)
+    first = pred.first
+    cfg = first.cfg
+    tasks = pred.tasks
+    run_dir = Path(paths[0]) if len(paths) == 1 and _is_ensemble(paths[0]) else first.run_dir
+    name = Path(run_dir).name if len(paths) == 1 and _is_ensemble(paths[0]) else cfg.name
+    if len(paths) > 1:
+        name = "+".join(pred.names)
     if cfg.data.dataset == "genre":
         rate = rate or cfg.data.rate
-        ds = SpectrogramDataset(data_root, dataset="genre", rate=rate, split="test",
-                                view=cfg.data.view, tasks=(GENRE_TASK,),
-                                cache_dir=cfg.data.cache_dir, use_cache=cfg.data.use_cache,
-                                skip_bad=cfg.data.skip_bad, genre_map=cfg.data.genre_map)
         where = f"genre-{rate}-test"
-        _check_fits(model, ckpt, ds.n_features, f"the {rate} test folder ({cfg.data.view})",
-                    ds.vocab.classes)
+        res = pred.predict_split(data_root, dataset="genre", split="test", rate=rate,
+                                 batch_size=batch_size,
+                                 members=[m for m in pred.members if GENRE_TASK in m.tasks])
     else:
-        data = prepare_data(cfg, data_root)
-        ds = data.val
         rate = cfg.data.rate
         where = f"multitask-{rate}-heldout"
-        _check_fits(model, ckpt, data.n_features, "the multitask folder",
-                    data.vocab.classes if GENRE_TASK in tasks else None)
-    out = Path(out_dir) if out_dir else run_dir / "eval" / where
+        res = pred.predict_heldout(data_root, batch_size=batch_size)
+    out = Path(out_dir) if out_dir else Path(run_dir) / "eval" / where
     out.mkdir(parents=True, exist_ok=True)
-    loader = make_loader(ds, None, batch_size=batch_size, max_length=cfg.data.max_length)
-    res = predict_outputs(model, loader, device=dev)
 
-    result: dict = {"checkpoint": ckpt["path"], "epoch": ckpt["epoch"], "evaluated_on": where,
-                    "n_clips": len(res["ids"]), "data_root": str(data_root)}
-    classes = list(vocab.classes)
-    if GENRE_TASK in tasks:
-        y_true = res[f"y:{GENRE_TASK}"]
+    single = len(pred.members) == 1
+    result: dict = {"checkpoint": first.path if single else pred.paths,
+                    "epoch": first.epoch if single else None, "evaluated_on": where,
+                    "n_clips": len(res.ids), "data_root": str(data_root)}
+    if not single:
+        result["members"] = [{"name": m.name, "path": m.path, "kind": m.kind,
+                              "weight": w} for m, w in zip(pred.members, pred.weights)]
+    if GENRE_TASK in tasks and GENRE_TASK in res.labels:
+        y_true = np.asarray(res.labels[GENRE_TASK])
         keep = y_true >= 0                # -100: a clip without genre (joint training)
-        y_pred = res[f"out:{GENRE_TASK}"].argmax(axis=1)
-        cm = classification_metrics(y_true[keep], y_pred[keep], classes=classes)
+        cm = classification_metrics(y_true[keep], res.probs.argmax(axis=1)[keep],
+                                    classes=res.classes)
         result["genre"] = cm
         (out / "classification_report.txt").write_text(cm["report"])
-        fig = plot_confusion(np.asarray(cm["confusion_matrix"]), classes,
-                             title=f"{cfg.name}: {where}")
+        fig = plot_confusion(np.asarray(cm["confusion_matrix"]), res.classes,
+                             title=f"{name}: {where}")
         fig.savefig(out / "confusion.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
-        log.info("%s on %s: accuracy %.3f, macro-F1 %.3f", cfg.name, where, cm["accuracy"],
+        log.info("%s on %s: accuracy %.3f, macro-F1 %.3f", name, where, cm["accuracy"],
                  cm["macro_f1"])
-    reg = [t for t in tasks if t != GENRE_TASK and f"y:{t}" in res]
+    reg = [t for t in tasks if t != GENRE_TASK and t in res.labels and t in res.values]
     if reg:
-        y_true = {t: res[f"y:{t}"] for t in reg}
-        y_pred = {t: np.asarray(predict_transform(t, torch.as_tensor(res[f"out:{t}"]),
-                                                  cfg.loss.bounded)) for t in reg}
+        y_true = {t: res.labels[t] for t in reg}
+        y_pred = {t: res.values[t] for t in reg}
         rm = regression_metrics(y_true, y_pred)
         result["regression"] = rm
-        kinds = ckpt.get("kinds") or {t: vocab.kind(t) for t in reg}
+        kinds = {t: k for m in pred.members for t, k in m.kinds.items()}
         binary = binary_summary(y_true, y_pred, kinds)
         if binary:
             result["binary"] = binary
-        fig = plot_scatter(y_true, y_pred, title=f"{cfg.name}: {where}")
+        fig = plot_scatter(y_true, y_pred, title=f"{name}: {where}")
         fig.savefig(out / "scatter.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
-        log.info("%s on %s: Spearman mean %.3f", cfg.name, where, rm["spearman_mean"])
+        log.info("%s on %s: Spearman mean %.3f", name, where, rm["spearman_mean"])
     (out / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
     result["out_dir"] = str(out)
     return result
+
+
+def _is_ensemble(path) -> bool:
+    from musicaffect.evaluation.predictor import ENSEMBLE_FILE
+
+    return (Path(path) / ENSEMBLE_FILE).is_file()

@@ -131,6 +131,10 @@ def classification_metrics(y_true, y_pred, *, classes: Sequence[str]) -> dict:
         support}``); shortcuts ``macro_f1`` and ``weighted_f1``; ``confusion_matrix`` (list
         of C lists of C ints, rows = true class, columns = predicted class); ``report``
         (the text classification report). Undefined ratios count as 0 (``zero_division=0``).
+        The macro, micro and weighted averages (and the report) are taken over the classes
+        present in ``y_true`` or ``y_pred`` (scikit-learn's default), listed in
+        ``averaged_classes``; ``absent_classes`` lists the others, which appear with zero
+        scores in ``per_class`` but do not pull the macro average down. The report names both.
     """
     classes = [str(c) for c in classes]
     n_classes = len(classes)
@@ -163,15 +167,24 @@ def classification_metrics(y_true, y_pred, *, classes: Sequence[str]) -> dict:
                "support": int(support[i])}
         for i, name in enumerate(classes)
     }
+    # averages over the classes present in the labels or the predictions: a class absent
+    # from both says nothing about the model and would count as an F1 of 0
+    present = sorted(set(np.unique(true).tolist()) | set(np.unique(pred).tolist()))
     averages = {}
     for average in ("macro", "micro", "weighted"):
         p, r, f, _ = skm.precision_recall_fscore_support(
-            true, pred, labels=labels, average=average, zero_division=0)
+            true, pred, labels=present, average=average, zero_division=0)
         averages[average] = {"precision": float(p), "recall": float(r), "f1": float(f),
                              "support": int(true.size)}
     cm = skm.confusion_matrix(true, pred, labels=labels)
-    report = skm.classification_report(true, pred, labels=labels, target_names=classes,
-                                       zero_division=0, digits=3)
+    averaged = [classes[i] for i in present]
+    absent = [c for i, c in enumerate(classes) if i not in present]
+    report = skm.classification_report(true, pred, labels=present,
+                                       target_names=averaged, zero_division=0, digits=3)
+    report += (f"\naverages over the {len(averaged)} of {n_classes} classes present in the "
+               "test labels or predictions"
+               + (f"; absent from both (not averaged): {', '.join(absent)}" if absent else "")
+               + "\n")
     return {
         "accuracy": float(skm.accuracy_score(true, pred)),
         "n": int(true.size),
@@ -181,6 +194,8 @@ def classification_metrics(y_true, y_pred, *, classes: Sequence[str]) -> dict:
         "macro_f1": averages["macro"]["f1"],
         "weighted_f1": averages["weighted"]["f1"],
         "confusion_matrix": cm.astype(int).tolist(),
+        "averaged_classes": averaged,
+        "absent_classes": absent,
         "report": report,
     }
 

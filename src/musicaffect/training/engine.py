@@ -430,6 +430,13 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
     stop_after : int, optional
         Stop (as if interrupted) after this many epochs of this call; for tests of resume.
     """
+    if cfg.model.name in ("classical", "ensemble"):   # no network: no Fabric, no epochs
+        from musicaffect.ensemble import fit_ensemble
+        from musicaffect.models.classical import fit_classical
+
+        other = fit_classical if cfg.model.name == "classical" else fit_ensemble
+        return other(cfg, data_root, run_dir, resume=resume, overwrite=overwrite,
+                     progress=progress)
     from tqdm.auto import tqdm
 
     from musicaffect.training.losses import build_loss

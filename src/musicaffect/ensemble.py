@@ -1,0 +1,106 @@
+"""Ensembles as runs: several trained runs whose genre probabilities / affect values are
+averaged by the :class:`~musicaffect.evaluation.predictor.Predictor`.
+
+Two ways to make one:
+
+- ``musicaffect ensemble RUN RUN ... --out DIR`` combines runs that exist
+  (:func:`~musicaffect.evaluation.predictor.write_ensemble`);
+- an *ensemble preset* (``model.name: ensemble``, ``model.params: {members: [preset, ...],
+  weights: [...]}``, e.g. ``ensemble-genre``) trains its member presets first:
+  ``musicaffect train DATA --preset ensemble-genre`` trains them into ``RUN/members/<preset>``;
+  the suites and ``cv`` train them beside the ensemble (reusing runs of the same presets).
+
+The ensemble folder holds ``ensemble.json`` (absolute member paths and weights),
+``config.yaml`` and ``summary.json``; ``evaluate``, ``submit``, ``predict`` and the lab take
+it wherever they take a run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from musicaffect.errors import ConfigError, RunError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EnsembleParams:
+    """``model.params`` of an ensemble preset."""
+
+    members: list[str] = field(default_factory=list)    # preset names or YAML files
+    weights: list[float] | None = None
+
+
+def ensemble_params(params: dict) -> EnsembleParams:
+    from musicaffect.typecheck import from_mapping
+
+    p = from_mapping(EnsembleParams, dict(params or {}), where="model.params.")
+    if not p.members:
+        raise ConfigError("model.params.members is empty: list the presets of the ensemble")
+    if p.weights is not None and len(p.weights) != len(p.members):
+        raise ConfigError(f"model.params.weights has {len(p.weights)} values for "
+                          f"{len(p.members)} members")
+    return p
+
+
+def build_ensemble(cfg, data_root, run_dir, *, member_cfg: Callable[[str], object],
+                   member_dir: Callable[[str], Path], reuse: bool = True,
+                   progress: bool = True) -> Path:
+    """Train (or reuse) every member preset of an ensemble config, then write the ensemble
+    folder ``run_dir``. Returns ``run_dir``."""
+    from musicaffect.evaluation.predictor import write_ensemble
+    from musicaffect.suites import run_experiment
+
+    p = ensemble_params(cfg.model.params)
+    t0 = time.perf_counter()
+    runs = []
+    for preset in p.members:
+        mcfg = member_cfg(preset)
+        if mcfg.model.name == "ensemble":
+            raise ConfigError(f"ensemble member {preset!r} is itself an ensemble preset; list "
+                              "its members instead")
+        runs.append(run_experiment(mcfg, data_root, member_dir(preset), reuse=reuse,
+                                   progress=progress))
+    run_dir = Path(run_dir)
+    write_ensemble(run_dir, runs, weights=p.weights, name=cfg.name)
+    summaries = {}
+    for r in runs:
+        s = Path(r) / "summary.json"
+        summaries[str(r)] = json.loads(s.read_text()) if s.is_file() else {}
+    seconds = sum(float(s.get("seconds", 0.0)) for s in summaries.values())
+    (run_dir / "summary.json").write_text(json.dumps(
+        {"ensemble": [str(r) for r in runs], "members": summaries,
+         "seconds": seconds, "build_seconds": time.perf_counter() - t0}, indent=2,
+        default=float))
+    return run_dir
+
+
+def fit_ensemble(cfg, data_root, run_dir, *, resume: bool = False, overwrite: bool = False,
+                 progress: bool = True):
+    """``musicaffect train --preset ensemble-...``: train the member presets (as written,
+    with this run's seed) into ``run_dir/members/`` and write the ensemble. Returns a
+    :class:`~musicaffect.training.engine.FitResult` without epochs."""
+    from musicaffect.config import load_config
+    from musicaffect.training.engine import FitResult
+
+    ensemble_params(cfg.model.params)   # validate before touching the folder
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        if not overwrite:
+            raise RunError(f"{run_dir}: run folder exists already; pass --resume to continue "
+                           "it or --overwrite to replace it")
+        shutil.rmtree(run_dir)
+    t0 = time.perf_counter()
+    build_ensemble(cfg, data_root, run_dir,
+                   member_cfg=lambda preset: load_config(preset, [f"seed={cfg.seed}"]),
+                   member_dir=lambda preset: run_dir / "members" / Path(preset).stem,
+                   reuse=True, progress=progress)
+    return FitResult(run_dir, 0, float("nan"), "ensemble", [], False, {},
+                     time.perf_counter() - t0)

@@ -1,0 +1,454 @@
+"""One inference path for every command that predicts: ``evaluate``, ``submit``, ``predict``,
+``cv`` and the lab's activation maps.
+
+A :class:`Predictor` is built from one or several runs: deep-model run folders or ``.pt``
+checkpoints, classical-model run folders (:mod:`musicaffect.models.classical`) and ensemble
+folders (``ensemble.json``, written by ``musicaffect ensemble``). Each model becomes a
+*member*. The Predictor loads every member once, chooses the device once, builds each
+member's dataset with the rate and view it was trained on, and returns per-clip genre
+probabilities and regression values (deep models: raw outputs from
+:func:`musicaffect.training.engine.predict_outputs`, then
+:func:`~musicaffect.training.losses.predict_transform`). With several members, the genre
+probabilities of the members that predict genre, and the values of the members that predict a
+target, are averaged (weighted when the ensemble gives weights).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from musicaffect.data.labels import CLASSES, GENRE_TASK
+from musicaffect.data.vocab import vocabulary_of_checkpoint
+from musicaffect.errors import CheckpointError, ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+#: file that makes a folder an ensemble of runs (written by :func:`write_ensemble`)
+ENSEMBLE_FILE = "ensemble.json"
+ENSEMBLE_FORMAT = "musicaffect-ensemble/1"
+
+
+def select_device(device=None):
+    """The torch device to predict on: ``device`` if given, else CUDA when available, else
+    the CPU. The one place where inference chooses a device."""
+    import torch
+
+    if isinstance(device, torch.device):
+        return device
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass
+class Predictions:
+    """Per-clip predictions of one member or of a whole Predictor.
+
+    Attributes
+    ----------
+    ids : list of str
+        Clip ids, in the order of the rows below.
+    probs : np.ndarray [shape=(N, C)] or None
+        Genre class probabilities (None when no member predicts genre).
+    values : dict[str, np.ndarray [shape=(N,)]]
+        Regression target -> predicted values on the target's scale.
+    labels : dict[str, np.ndarray [shape=(N,)]]
+        True labels by task, where the data has them.
+    classes : list of str
+        Names of the columns of ``probs``.
+    """
+
+    ids: list[str]
+    probs: np.ndarray | None = None
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=lambda: list(CLASSES))
+
+    @property
+    def tasks(self) -> list[str]:
+        return ([GENRE_TASK] if self.probs is not None else []) + list(self.values)
+
+    def reorder(self, ids: Sequence[str]) -> Predictions:
+        """The same predictions with rows in the order of ``ids`` (the same set of clips)."""
+        pos = {c: i for i, c in enumerate(self.ids)}
+        idx = np.array([pos[c] for c in ids], dtype=np.int64)
+        return Predictions(list(ids), None if self.probs is None else self.probs[idx],
+                           {t: v[idx] for t, v in self.values.items()},
+                           {t: v[idx] for t, v in self.labels.items()}, list(self.classes))
+
+    def mean_rows(self) -> Predictions:
+        """One row: the mean over all rows (song-level result of its windows)."""
+        return Predictions(["mean"], None if self.probs is None else self.probs.mean(axis=0)[None],
+                           {t: np.asarray(v).mean(axis=0, keepdims=True)
+                            for t, v in self.values.items()}, {}, list(self.classes))
+
+
+# --------------------------------------------------------------------------- members
+
+class DeepMember:
+    """A PyTorch model from a musicaffect checkpoint (``.pt`` or run folder)."""
+
+    kind = "deep"
+
+    def __init__(self, path: str | os.PathLike, *, which: str = "best"):
+        from musicaffect.config import config_from_dict
+        from musicaffect.training.checkpoint import load_model
+
+        self.model, self.ckpt = load_model(path, which=which)
+        self.cfg = config_from_dict(self.ckpt["config"])
+        self.name = self.cfg.name
+        self.path = str(self.ckpt["path"])
+        self.run_dir = Path(self.path).parent.parent
+        self.tasks = list(self.ckpt["model"]["tasks"])
+        _vocab_attributes(self, vocabulary_of_checkpoint(self.ckpt), self.ckpt.get("kinds"))
+        self.epoch = self.ckpt.get("epoch")
+        self.n_features = int(self.ckpt["model"]["n_features"])
+        self.n_classes = int(self.ckpt["model"]["tasks"].get(GENRE_TASK, 0))
+        self.device = None
+
+    def to(self, device) -> DeepMember:
+        self.device = device
+        self.model.to(device)
+        return self
+
+    def predict_dataset(self, dataset, *, batch_size: int = 32) -> Predictions:
+        """Predict every clip of ``dataset`` (a SpectrogramDataset or Subset of one)."""
+        from musicaffect.training.engine import make_loader, predict_outputs
+
+        loader = make_loader(dataset, None, batch_size=batch_size,
+                             max_length=self.cfg.data.max_length)
+        return self._from_outputs(predict_outputs(self.model, loader, device=self.device))
+
+    def predict_arrays(self, arrays: Sequence[np.ndarray]) -> Predictions:
+        """Predict a list of (F, t) arrays (the windows of one song) in one batch, whole
+        (no ``max_length``): one row per array."""
+        import torch
+
+        from musicaffect.training.engine import make_loader, predict_outputs
+
+        items = [{"x": torch.from_numpy(np.ascontiguousarray(a.T, dtype=np.float32)),
+                  "length": int(a.shape[1]), "y": {}, "id": str(i)}
+                 for i, a in enumerate(arrays)]
+        loader = make_loader(items, None, batch_size=max(1, len(items)), max_length=None)
+        return self._from_outputs(predict_outputs(self.model, loader, device=self.device))
+
+    def _from_outputs(self, res: dict) -> Predictions:
+        import torch
+
+        from musicaffect.training.losses import predict_transform
+
+        probs = None
+        values: dict[str, np.ndarray] = {}
+        for t in self.tasks:
+            out = res[f"out:{t}"]
+            if t == GENRE_TASK:
+                probs = predict_transform(t, np.asarray(out, dtype=np.float64))
+            else:
+                values[t] = np.asarray(predict_transform(t, torch.as_tensor(out),
+                                                         self.cfg.loss.bounded))
+        labels = {k[2:]: v for k, v in res.items() if k.startswith("y:")}
+        return Predictions(list(res["ids"]), probs, values, labels, list(self.classes))
+
+
+def _vocab_attributes(member, vocab, kinds=None) -> None:
+    """Set a member's ``classes``, ``kinds`` and ``ranges`` from its data's vocabulary."""
+    member.vocab = vocab
+    member.classes = [str(c) for c in vocab.classes]
+    targets = [t for t in member.tasks if t != GENRE_TASK]
+    member.kinds = dict(kinds or {t: vocab.kind(t) for t in targets})
+    member.ranges = {t: tuple(vocab.ranges[t]) for t in targets if t in vocab.ranges}
+
+
+def check_fits(member, n_features: int, where: str, data_classes=None) -> None:
+    """Raise :class:`CheckpointError` unless ``member`` reads ``n_features`` per frame and
+    (for genre) knows the data's classes, in the same order."""
+    if member.n_features != n_features:
+        raise CheckpointError(
+            f"{member.path}: the model reads {member.n_features} features per frame but "
+            f"{where} has {n_features}; evaluate with the view the model was trained on")
+    if GENRE_TASK in member.tasks and data_classes is not None \
+            and list(data_classes) != list(member.classes):
+        raise CheckpointError(
+            f"{member.path}: the model's classes ({', '.join(member.classes)}) are not the "
+            f"data's ({', '.join(data_classes)}); evaluate on the data root it was trained on "
+            "(or with the same data.genre_map)")
+
+
+def is_model_path(path: str | os.PathLike) -> bool:
+    """True for a ``.pt`` file, a run folder with a deep or classical model, or an
+    ensemble folder."""
+    from musicaffect.models.classical import is_classical_run
+
+    p = Path(path)
+    if p.is_file():
+        return p.suffix == ".pt" or p.name.endswith(".classical.json")
+    return p.is_dir() and ((p / "checkpoints" / "best.pt").is_file() or is_classical_run(p)
+                           or (p / ENSEMBLE_FILE).is_file())
+
+
+def model_file(run_dir: str | os.PathLike) -> Path:
+    """The file holding a run's model (deep: ``checkpoints/best.pt``; classical: its JSON;
+    ensemble: ``ensemble.json``); its modification time tells when the run changed."""
+    from musicaffect.models.classical import CLASSICAL_FILE
+
+    run_dir = Path(run_dir)
+    for cand in (run_dir / "checkpoints" / "best.pt", run_dir / "checkpoints" / CLASSICAL_FILE,
+                 run_dir / ENSEMBLE_FILE):
+        if cand.is_file():
+            return cand
+    raise CheckpointError(f"{run_dir}: no model in this run folder (checkpoints/best.pt, "
+                          f"checkpoints/{CLASSICAL_FILE} or {ENSEMBLE_FILE}); train first")
+
+
+def load_members(path: str | os.PathLike, *, which: str = "best",
+                 _seen: frozenset = frozenset()) -> list[tuple[object, float]]:
+    """The members (with weights) of one path: a deep checkpoint or run folder, a classical
+    run folder, or an ensemble folder (expanded recursively)."""
+    from musicaffect.models.classical import ClassicalMember, is_classical_run
+
+    p = Path(path)
+    if p.is_dir() and (p / ENSEMBLE_FILE).is_file():
+        key = str(p.resolve())
+        if key in _seen:
+            raise CheckpointError(f"{p / ENSEMBLE_FILE}: the ensemble contains itself")
+        spec = read_ensemble(p)
+        out = []
+        for member, w in zip(spec["members"], spec["weights"]):
+            for m, mw in load_members(member, which=which, _seen=_seen | {key}):
+                out.append((m, w * mw))
+        return out
+    if (p.is_dir() and is_classical_run(p)) or p.name.endswith(".classical.json"):
+        return [(ClassicalMember(p), 1.0)]
+    return [(DeepMember(p, which=which), 1.0)]
+
+
+# --------------------------------------------------------------------------- ensembles
+
+def write_ensemble(out_dir: str | os.PathLike, runs: Sequence[str | os.PathLike], *,
+                   weights: Sequence[float] | None = None, name: str | None = None) -> Path:
+    """Make ``out_dir`` an ensemble of ``runs``: ``ensemble.json`` (members as absolute paths,
+    weights) and ``config.yaml`` (the first member's config, ``model.name: ensemble``).
+
+    Every member is loaded once to check it. Returns the path of ``ensemble.json``.
+    """
+    import yaml
+
+    if not runs:
+        raise ConfigError("an ensemble needs at least one run")
+    weights = [1.0] * len(runs) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(runs) or any(not np.isfinite(w) or w <= 0 for w in weights):
+        raise ConfigError(f"give one positive weight per run ({len(runs)}), got {weights}")
+    out = Path(out_dir)
+    members = []
+    for r in runs:
+        if not is_model_path(r):
+            raise CheckpointError(f"{r}: not a run folder or checkpoint; give trained runs")
+        members.append(str(Path(r).resolve()))
+    if str(out.resolve()) in members:
+        raise ConfigError(f"{out}: an ensemble cannot contain its own folder")
+    loaded = [m for r in members for m, _ in load_members(r)]
+    tasks = sorted({t for m in loaded for t in m.tasks})
+    out.mkdir(parents=True, exist_ok=True)
+    spec = {"format": ENSEMBLE_FORMAT, "name": name or out.name, "members": members,
+            "weights": weights, "tasks": tasks,
+            "member_names": [m.name for m in loaded]}
+    _atomic_text(out / ENSEMBLE_FILE, json.dumps(spec, indent=2))
+    cfg = loaded[0].cfg.to_dict()
+    cfg["name"] = spec["name"]
+    cfg["model"] = {"name": "ensemble", "params": {"members": members, "weights": weights}}
+    _atomic_text(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    return out / ENSEMBLE_FILE
+
+
+def read_ensemble(folder: str | os.PathLike) -> dict:
+    """Read and check ``folder/ensemble.json``."""
+    path = Path(folder) / ENSEMBLE_FILE
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: cannot read the ensemble ({err}); write it again with "
+                              "`musicaffect ensemble`") from err
+    if not isinstance(spec, dict) or spec.get("format") != ENSEMBLE_FORMAT \
+            or not spec.get("members"):
+        raise CheckpointError(f"{path}: not a musicaffect ensemble (format {ENSEMBLE_FORMAT} "
+                              "with a list of members expected)")
+    spec.setdefault("weights", [1.0] * len(spec["members"]))
+    return spec
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    if path.is_file() and path.read_text() == text:
+        return      # unchanged: keep the mtime (evaluations cached on it stay valid)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+# --------------------------------------------------------------------------- the Predictor
+
+class Predictor:
+    """Several models predicting as one (one model is the common case).
+
+    Parameters
+    ----------
+    members : list
+        Loaded members (:class:`DeepMember`, classical members).
+    weights : list of float, optional
+        One positive weight per member (default: equal).
+    device : str or torch.device, optional
+        Where deep members run (default: CUDA when available, else CPU).
+    """
+
+    def __init__(self, members: Sequence, *, weights: Sequence[float] | None = None,
+                 device=None):
+        if not members:
+            raise ConfigError("no model given: give at least one run folder or checkpoint")
+        self.members = list(members)
+        self.weights = [1.0] * len(self.members) if weights is None else [float(w) for w in weights]
+        self.to(device)
+
+    @classmethod
+    def load(cls, paths: Sequence[str | os.PathLike] | str | os.PathLike, *, device=None,
+             which: str = "best") -> Predictor:
+        """Load runs, checkpoints, classical runs and ensemble folders as one Predictor."""
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        members, weights = [], []
+        for p in paths:
+            for m, w in load_members(p, which=which):
+                members.append(m)
+                weights.append(w)
+        return cls(members, weights=weights, device=device)
+
+    def to(self, device=None) -> Predictor:
+        self.device = select_device(device)
+        for m in self.members:
+            m.to(self.device)
+        return self
+
+    # ------------------------------------------------------------------ description
+
+    @property
+    def tasks(self) -> list[str]:
+        """Tasks predicted by any member (genre first, then targets in first-seen order)."""
+        out: list[str] = []
+        for m in self.members:
+            out += [t for t in m.tasks if t not in out]
+        return sorted(out, key=lambda t: t != GENRE_TASK)
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.members]
+
+    @property
+    def paths(self) -> list[str]:
+        return [m.path for m in self.members]
+
+    @property
+    def first(self):
+        return self.members[0]
+
+    # ------------------------------------------------------------------ data
+
+    def dataset(self, member, data_root, *, dataset: str, split: str, rate: str | None = None,
+                tasks=None):
+        """The SpectrogramDataset ``member`` reads: its view, its rate (or ``rate``), its
+        cache settings; genre labels for genre data, every target for multitask data."""
+        from musicaffect.data.dataset import SpectrogramDataset
+
+        d = member.cfg.data
+        if tasks is None:
+            tasks = (GENRE_TASK,) if dataset == "genre" else "all"
+        return SpectrogramDataset(data_root, dataset=dataset, rate=rate or d.rate, split=split,
+                                  view=d.view, tasks=tasks, cache_dir=d.cache_dir,
+                                  use_cache=d.use_cache, skip_bad=d.skip_bad,
+                                  genre_map=d.genre_map)
+
+    def predict_split(self, data_root, *, dataset: str, split: str, rate: str | None = None,
+                      batch_size: int = 32, members: Sequence | None = None) -> Predictions:
+        """Predict every clip of one folder and split (each member at its own rate and view,
+        or at ``rate``); rows in the first member's clip order."""
+        parts = []
+        for m in members or self.members:
+            ds = self.dataset(m, data_root, dataset=dataset, split=split, rate=rate)
+            check_fits(m, ds.n_features,
+                       f"the {rate or m.cfg.data.rate} {split} folder ({m.cfg.data.view})",
+                       ds.vocab.classes if dataset == "genre" else None)
+            parts.append((m, m.predict_dataset(ds, batch_size=batch_size)))
+        return self._combine(parts, where=str(data_root))
+
+    def predict_heldout(self, data_root, *, batch_size: int = 32) -> Predictions:
+        """Predict the held-out (validation) clips of each member's own training split; the
+        members must hold out the same clips."""
+        from musicaffect.training.engine import prepare_data
+
+        parts = []
+        for m in self.members:
+            data = prepare_data(m.cfg, data_root)
+            check_fits(m, data.n_features, "the multitask folder",
+                       data.vocab.classes if GENRE_TASK in m.tasks else None)
+            parts.append((m, m.predict_dataset(data.val, batch_size=batch_size)))
+        return self._combine(parts, where=str(data_root), held_out=True)
+
+    def predict_clip(self, views: Callable[[object], Sequence[np.ndarray]]) -> tuple[Predictions, int]:
+        """Predict one song: ``views(member)`` gives the member's windows as (F, t) arrays;
+        each member's result is the mean over its windows, then members are averaged.
+
+        Returns ``(predictions with one row, largest number of windows)``.
+        """
+        parts, n = [], 0
+        for m in self.members:
+            wins = list(views(m))
+            n = max(n, len(wins))
+            parts.append((m, m.predict_arrays(wins).mean_rows()))
+        return self._combine(parts, where="the song"), n
+
+    def _combine(self, parts: list, *, where: str, held_out: bool = False) -> Predictions:
+        ids = parts[0][1].ids
+        aligned = []
+        for m, p in parts:
+            if set(p.ids) != set(ids) or len(p.ids) != len(ids):
+                what = ("held out different clips (their data.split_seed, data.val_fraction "
+                        "or data.stratify differ); combine runs trained with the same split"
+                        if held_out else "saw different clips; use one data root")
+                raise DataError(f"the runs {parts[0][0].name} and {m.name} {what}", path=where)
+            aligned.append((m, p if p.ids == ids else p.reorder(ids)))
+        if len(aligned) == 1:
+            return aligned[0][1]
+        w = dict(zip(map(id, self.members), self.weights))
+        genre = [(m, p) for m, p in aligned if p.probs is not None]
+        probs, classes = None, list(CLASSES)
+        if genre:
+            classes = genre[0][1].classes
+            for m, p in genre[1:]:
+                if p.classes != classes:
+                    raise CheckpointError(f"{m.path}: its classes {p.classes} differ from "
+                                          f"{genre[0][0].path}'s {classes}; ensemble models "
+                                          "of the same classes")
+            probs = _weighted([p.probs for _, p in genre], [w.get(id(m), 1.0) for m, _ in genre])
+        values: dict[str, np.ndarray] = {}
+        labels: dict[str, np.ndarray] = {}
+        for _, p in aligned:
+            for t, v in p.labels.items():
+                labels.setdefault(t, v)
+        targets = [t for _, p in aligned for t in p.values]
+        for t in dict.fromkeys(targets):
+            have = [(m, p) for m, p in aligned if t in p.values]
+            values[t] = _weighted([p.values[t] for _, p in have],
+                                  [w.get(id(m), 1.0) for m, _ in have])
+        return Predictions(list(ids), probs, values, labels, classes)
+
+
+def _weighted(arrays: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    if len(arrays) == 1:
+        return arrays[0]
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    return sum(wi * np.asarray(a, dtype=np.float64) for wi, a in zip(w, arrays))
