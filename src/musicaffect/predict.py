@@ -4,7 +4,10 @@ The features are computed exactly as the dataset's (:mod:`musicaffect.features.a
 the rate (full or beat-synchronous) and view each model was trained on. A song longer than
 the training clips (30 s) is cut into windows of that length (half-overlapping); the model
 sees each window as it saw training clips, and the song-level result is the mean over windows
-of the genre probabilities and of the affect values. Shorter songs are one window.
+of the genre probabilities and of the affect values. Shorter songs are one window. A model
+trained on excerpts (``data.chunk_frames``) instead sees the song as it saw evaluation clips:
+evenly spaced windows of its own ``chunk_frames`` (hop ``chunk_hop``, default half a window)
+over the whole song, averaged the same way.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class LoadedModel:
     tasks: list[str]
     bounded: bool
     path: str
+    chunk_frames: int | None = None     # trained on excerpts: windows of this many frames
+    chunk_hop: int | None = None
 
 
 @dataclass
@@ -77,7 +82,8 @@ def load_models(paths: list[str | Path]) -> list[LoadedModel]:
         model, ckpt = load_model(p)
         cfg = config_from_dict(ckpt["config"])
         out.append(LoadedModel(cfg.name, model, cfg.data.rate, cfg.data.view,
-                               list(ckpt["model"]["tasks"]), cfg.loss.bounded, ckpt["path"]))
+                               list(ckpt["model"]["tasks"]), cfg.loss.bounded, ckpt["path"],
+                               cfg.data.chunk_frames, cfg.data.chunk_hop))
     return out
 
 
@@ -106,7 +112,13 @@ def _run_model(m: LoadedModel, feats: dict[str, np.ndarray], seconds: float,
     from musicaffect.training.losses import predict_transform
 
     x_full = select_view(feats[m.rate], m.view)                  # (F, T)
-    wins = windows(x_full, seconds=seconds)
+    if m.chunk_frames is not None:
+        from musicaffect.data.windows import window_starts
+
+        wins = [x_full[:, s:s + m.chunk_frames]
+                for s in window_starts(x_full.shape[1], m.chunk_frames, m.chunk_hop)]
+    else:
+        wins = windows(x_full, seconds=seconds)
     lengths = torch.tensor([w.shape[1] for w in wins])
     Tmax = int(lengths.max())
     x = torch.zeros(len(wins), Tmax, x_full.shape[0])            # (B, T, F) time-major

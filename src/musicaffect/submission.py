@@ -33,7 +33,7 @@ def predict_test(runs: list[str | Path], data_root: str | Path, *, batch_size: i
     """
     from musicaffect.data.dataset import SpectrogramDataset
     from musicaffect.training.checkpoint import load_model
-    from musicaffect.training.engine import make_loader, predict_outputs
+    from musicaffect.training.engine import make_loader, predict_outputs, window_options
     from musicaffect.training.losses import predict_transform
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -52,7 +52,7 @@ def predict_test(runs: list[str | Path], data_root: str | Path, *, batch_size: i
                                 skip_bad=cfg.data.skip_bad)
         res = predict_outputs(model.to(dev), make_loader(ds, None, batch_size=batch_size,
                                                          max_length=cfg.data.max_length),
-                              device=dev)
+                              device=dev, **window_options(cfg))
         order = np.argsort(res["ids"], kind="stable")
         run_ids = [res["ids"][i] for i in order]
         if ids is None:

@@ -60,7 +60,12 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, *, rate: str | None 
     from musicaffect.data.dataset import SpectrogramDataset
     from musicaffect.evaluation.metrics import classification_metrics, regression_metrics
     from musicaffect.evaluation.plots import plot_confusion, plot_scatter
-    from musicaffect.training.engine import make_loader, predict_outputs, prepare_data
+    from musicaffect.training.engine import (
+        make_loader,
+        predict_outputs,
+        prepare_data,
+        window_options,
+    )
     from musicaffect.training.losses import predict_transform
 
     model, ckpt = load_model(checkpoint)
@@ -86,7 +91,7 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, *, rate: str | None 
     out = Path(out_dir) if out_dir else run_dir / "eval" / where
     out.mkdir(parents=True, exist_ok=True)
     loader = make_loader(ds, None, batch_size=batch_size, max_length=cfg.data.max_length)
-    res = predict_outputs(model, loader, device=dev)
+    res = predict_outputs(model, loader, device=dev, **window_options(cfg))
 
     result: dict = {"checkpoint": ckpt["path"], "epoch": ckpt["epoch"], "evaluated_on": where,
                     "n_clips": len(res["ids"]), "data_root": str(data_root)}
