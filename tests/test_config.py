@@ -28,7 +28,9 @@ def test_defaults_validate():
 def test_every_preset_loads(name):
     cfg = load_config(name)
     assert cfg.name == name
-    assert cfg.model.name in ("lstm", "cnn", "cnn_res")
+    from musicaffect.models import available_models
+
+    assert cfg.model.name in available_models()
 
 
 def test_report_presets_exist():
