@@ -177,8 +177,7 @@ def test_chunk_config_is_validated():
     assert load_config(None, ["data.chunk_frames=200"]).data.chunk_hop is None
     for bad, match in [(["data.chunk_frames=0"], "chunk_frames"),
                        (["data.chunk_frames=100", "data.chunk_hop=101"], "chunk_hop"),
-                       (["data.chunk_hop=10"], "needs data.chunk_frames"),
-                       (["data.chunk_frames=100", "data.max_length=200"], "max_length")]:
+                       (["data.chunk_hop=10"], "needs data.chunk_frames")]:
         with pytest.raises(ConfigError, match=match):
             load_config(None, bad)
 
@@ -200,3 +199,24 @@ def test_predict_uses_the_models_chunk_windows():
     np.testing.assert_allclose(res["genre"], torch.softmax(out["genre"], -1).mean(0).numpy(),
                                atol=1e-5)
     assert res["energy"] == pytest.approx(float(torch.sigmoid(out["energy"]).mean()), abs=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["chunk-cnn-genre", "crnn-genre", "chunk-cnn-affect"])
+def test_chunk_presets_take_every_budget(preset):
+    from musicaffect.suites import BUDGETS, _cfg
+
+    for budget in BUDGETS:
+        cfg = _cfg(preset, budget, None)
+        assert cfg.data.chunk_frames is not None
+    tiny = _cfg(preset, "tiny", None)
+    assert tiny.data.max_length == 256 and tiny.model.params["embed_dim"] == 16
+
+
+def test_chunked_run_trains_under_the_tiny_budget(sample_root, tmp_path):
+    from musicaffect.suites import _cfg
+    from musicaffect.training.engine import fit
+
+    cfg = _cfg("crnn-genre", "tiny", ["data.rate=beat", "data.chunk_frames=16",
+                                      "data.chunk_hop=8", "train.batch_size=8"])
+    res = fit(cfg, sample_root, tmp_path / "r", progress=False)
+    assert len(res.history) == 1 and np.isfinite(res.history[0]["val_loss"])

@@ -162,9 +162,6 @@ def _validate_recipe(cfg: RunConfig) -> None:
         if d.chunk_frames < 1:
             raise ConfigError(f"data.chunk_frames must be a positive number of frames (or null "
                               f"for whole clips), got {d.chunk_frames}")
-        if d.max_length is not None:
-            raise ConfigError("data.chunk_frames and data.max_length both cut clips: set one "
-                              "of them (the other to null)")
     if d.chunk_hop is not None:
         if d.chunk_frames is None:
             raise ConfigError("data.chunk_hop needs data.chunk_frames (the window length)")
