@@ -173,7 +173,7 @@ def test_a_clip_shorter_than_a_window_is_one_whole_window():
 
 def test_chunk_config_is_validated():
     cfg = load_config("chunk-cnn-genre")
-    assert cfg.data.chunk_frames == 128 and cfg.data.chunk_hop == 64
+    assert cfg.data.chunk_frames == 128 and cfg.data.chunk_hop == 96
     assert load_config(None, ["data.chunk_frames=200"]).data.chunk_hop is None
     for bad, match in [(["data.chunk_frames=0"], "chunk_frames"),
                        (["data.chunk_frames=100", "data.chunk_hop=101"], "chunk_hop"),

@@ -3,7 +3,7 @@
 Made for excerpt training (``data.chunk_frames``, e.g. 128-256 frames, 3-6 s at full rate):
 the (T, F) spectrogram as a one-channel image,
 
-- a 3x3 Conv-BN-ReLU stem and a 2x2 max-pool,
+- a 3x3 Conv-BN-ReLU stem and a max-pool (``stem_pool``),
 - residual stages (two 3x3 Conv-BN layers, 1x1 shortcut where the width changes), each
   followed by a max-pool (``pool`` x ``pool``, ``ceil_mode`` so beat-rate clips of a few
   dozen steps work),
@@ -38,7 +38,9 @@ class ShortCNNConfig:
     Attributes
     ----------
     stem_channels : int
-        Channels of the 3x3 stem convolution (followed by a 2x2 max-pool).
+        Channels of the 3x3 stem convolution.
+    stem_pool : int
+        Square max-pool after the stem (``ceil_mode``).
     channels : tuple of int
         Output channels of each residual stage.
     pool : int
@@ -51,7 +53,8 @@ class ShortCNNConfig:
         Dropout before the embedding layer.
     """
 
-    stem_channels: int = 16
+    stem_channels: int = 8
+    stem_pool: int = 3
     channels: tuple[int, ...] = (16, 32, 64, 128)
     pool: int = 2
     time_pooling: Literal["mean", "max", "meanmax"] = "meanmax"
@@ -61,8 +64,9 @@ class ShortCNNConfig:
     def __post_init__(self):
         if not self.channels or min(self.stem_channels, *self.channels, self.embed_dim) < 1:
             raise ValueError("stem_channels, channels and embed_dim must be positive")
-        if self.pool < 1:
-            raise ValueError(f"pool must be positive, got {self.pool}")
+        if self.pool < 1 or self.stem_pool < 1:
+            raise ValueError(f"pool and stem_pool must be positive, got {self.pool} and "
+                             f"{self.stem_pool}")
         if self.time_pooling not in TIME_POOLINGS:
             raise ValueError(f"time_pooling must be one of {TIME_POOLINGS}")
         if not 0.0 <= self.dropout < 1.0:
@@ -124,7 +128,7 @@ class ShortCNNBackbone(nn.Module):
             nn.BatchNorm2d(config.stem_channels),
         )
         self.stem_act = nn.ReLU(inplace=True)
-        self.stem_pool = MaskedPool(2, 2)
+        self.stem_pool = MaskedPool(config.stem_pool, config.stem_pool)
         stages, pools = [], []
         in_ch = config.stem_channels
         for ch in config.channels:

@@ -54,7 +54,7 @@ class CRNNConfig:
         Dropout before the recurrent layer and before the embedding.
     """
 
-    channels: tuple[int, ...] = (32, 64, 96)
+    channels: tuple[int, ...] = (16, 32, 64)
     time_pools: tuple[int, ...] = (2, 2, 1)
     freq_pools: tuple[int, ...] = (4, 4, 2)
     proj_dim: int = 128
