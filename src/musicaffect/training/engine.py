@@ -8,7 +8,9 @@ Reproducibility: one seed drives the model initialisation and, through
 :class:`EpochBatchSampler`, the order of batches of every epoch (a pure function of
 ``(seed, epoch)``). ``last.pt`` holds the optimizer, loss and RNG state at the end of each
 epoch, so ``resume`` continues an interrupted run and ends with the same weights as an
-uninterrupted one (on the CPU).
+uninterrupted one (on the CPU). The recipe options keep this: excerpt windows
+(``data.chunk_frames``), mixup pairs and class-balanced draws are pure functions of
+``(seed, epoch, clip or batch)``, and ``last.pt`` also holds the EMA weights.
 """
 
 from __future__ import annotations
