@@ -4,7 +4,14 @@ Cases (the lab's genre models, sizes of the project presets):
 
 - ``lstm-beat-mel``: bidirectional LSTM (64 units) on the beat-synchronous mel spectrogram;
 - ``lstm-full-mel``: the same on the full-rate mel spectrogram (~1293 frames);
-- ``cnn-full-mel``: the lab CNN (4 x Conv-BN-ReLU-MaxPool, 16/32/64/128 channels) on full mel.
+- ``cnn-full-mel``: the lab CNN (4 x Conv-BN-ReLU-MaxPool, 16/32/64/128 channels) on full mel;
+- ``chunk-cnn-genre``, ``crnn-genre`` (issue 12, project mode only): the short-chunk
+  residual CNN / the CRNN trained on one random 128- / 256-frame window per clip and epoch of
+  the same full-rate clips, with their presets' recipe (mixup, SpecAugment, EMA update,
+  gradient clipping). Their ``speedup_vs_cnn_full_mel`` is the lab CNN's project epoch time
+  over theirs (same clips, same run), and ``--val-batches N`` also times N validation batches
+  (whole clips for the lab CNN, evenly spaced overlapping windows for the chunked models) so
+  ``epoch_with_val_s`` includes validation.
 
 Modes, each measured in its own subprocess (peak memory = that process's ``ru_maxrss``):
 
@@ -51,7 +58,13 @@ CASES = {
                       "model": "lstm", "view": "mel"},
     "cnn-full-mel": {"preset": "cnn-full-mel", "folder": "fma_genre_spectrograms",
                      "model": "cnn", "view": "mel"},
+    "chunk-cnn-genre": {"preset": "chunk-cnn-genre", "folder": "fma_genre_spectrograms",
+                        "model": "cnn_short", "view": "mel", "project_only": True},
+    "crnn-genre": {"preset": "crnn-genre", "folder": "fma_genre_spectrograms",
+                   "model": "crnn", "view": "mel", "project_only": True},
 }
+#: the lab CNN case the chunked cases are compared with
+LAB_CNN = "cnn-full-mel"
 MODES = ("ref", "project", "project-packed")
 #: the environment both sides run with (the CLI sets the same OpenMP policy)
 CHILD_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
@@ -101,7 +114,7 @@ def child_ref(case: dict, data: Path, cache: Path, max_batches: int | None, warm
 
 
 def child_project(case: dict, data: Path, cache: Path, max_batches: int | None, warmup: int,
-                  overrides: list[str]) -> dict:
+                  overrides: list[str], val_batches: int = 0) -> dict:
     import torch
 
     from musicaffect.config import load_config
@@ -112,9 +125,12 @@ def child_project(case: dict, data: Path, cache: Path, max_batches: int | None, 
         keep_heap,
         make_fabric,
         make_loader,
+        predict_outputs,
         prepare_data,
+        window_options,
     )
     from musicaffect.training.losses import build_loss
+    from musicaffect.training.recipe import WeightEMA, mixup_batch
 
     base = _maxrss_mb()
     cfg = load_config(case["preset"], [f"data.cache_dir={cache}", *overrides])
@@ -136,8 +152,15 @@ def child_project(case: dict, data: Path, cache: Path, max_batches: int | None, 
     limit = None if max_batches is None else warmup + max_batches
     sampler = EpochBatchSampler(data_.train_idx, batch_size=cfg.train.batch_size,
                                 seed=cfg.seed, max_batches=limit)
-    loader = make_loader(data_.dataset, sampler, num_workers=cfg.data.num_workers,
+    train_set = data_.dataset
+    if cfg.data.chunk_frames is not None:   # excerpt training, as engine.fit does
+        from musicaffect.data.dataset import RandomWindows
+
+        train_set = RandomWindows(data_.dataset, cfg.data.chunk_frames, seed=cfg.seed)
+    loader = make_loader(train_set, sampler, num_workers=cfg.data.num_workers,
                          max_length=cfg.data.max_length)
+    raw_model = model.module if hasattr(model, "module") else model
+    ema = WeightEMA(raw_model, cfg.train.ema) if cfg.train.ema > 0 else None
     setup_s = time.perf_counter() - t0
     load = os.getloadavg()
     # the body of engine.fit's training loop (no progress bar, validation or checkpoints)
@@ -150,24 +173,45 @@ def child_project(case: dict, data: Path, cache: Path, max_batches: int | None, 
             n_clips, n_batches, total = 0, 0, 0.0
         x = fabric.to_device(batch["x"])
         y = {k: fabric.to_device(v) for k, v in batch["y"].items()}
-        out = model(x, batch["lengths"])
+        lengths = batch["lengths"]
+        if cfg.train.mixup > 0:
+            x, lengths, y, _ = mixup_batch(x, lengths, y, alpha=cfg.train.mixup,
+                                           n_classes=raw_model.tasks, seed=cfg.seed, epoch=0,
+                                           batch=b)
+        out = model(x, lengths)
         loss, _ = loss_fn(out, y)
         optimizer.zero_grad(set_to_none=True)
         fabric.backward(loss)
         if cfg.train.grad_clip:
             fabric.clip_gradients(model, optimizer, max_norm=cfg.train.grad_clip)
         optimizer.step()
+        if ema is not None:
+            ema.update(raw_model)
         total += float(loss.detach()) * len(batch["ids"])
         n_clips += len(batch["ids"])
         n_batches += 1
     seconds, cpu_s = time.perf_counter() - t1, _cpu_s() - cpu0
-    return {"seconds": seconds, "cpu_s": cpu_s, "clips": n_clips, "batches": n_batches,
+    val = {}
+    if val_batches:
+        # validation as engine.fit runs it (windows over whole clips for chunked models)
+        vsampler = EpochBatchSampler(data_.val_idx, batch_size=cfg.train.batch_size,
+                                     seed=cfg.seed, shuffle=False, max_batches=val_batches)
+        vloader = make_loader(data_.dataset, vsampler, max_length=cfg.data.max_length)
+        eval_model = ema.module if ema is not None else model
+        tv = time.perf_counter()
+        res = predict_outputs(eval_model, vloader, fabric=fabric, **window_options(cfg))
+        val = {"val_seconds": time.perf_counter() - tv, "val_clips": len(res["ids"]),
+               "n_val": len(data_.val_idx),
+               "val_windows_per_clip": (float(res["windows"].mean()) if "windows" in res
+                                        else 1.0)}
+    return {**val, "seconds": seconds, "cpu_s": cpu_s, "clips": n_clips, "batches": n_batches,
             "train_loss": total / max(n_clips, 1), "setup_s": setup_s,
             "setup_fabric_s": fabric_s,
             "n_train": len(data_.train_idx), "loadavg_before": load, "baseline_rss_mb": base,
             "maxrss_mb": _maxrss_mb(), "device": str(fabric.device),
             "threads": torch.get_num_threads(), "model_params": dict(cfg.model.params),
-            "grad_clip": cfg.train.grad_clip}
+            "grad_clip": cfg.train.grad_clip, "chunk_frames": cfg.data.chunk_frames,
+            "chunk_hop": cfg.data.chunk_hop, "mixup": cfg.train.mixup, "ema": cfg.train.ema}
 
 
 def _preset_lstm_params(preset: str) -> dict:
@@ -190,7 +234,8 @@ def run_child(args: argparse.Namespace) -> dict:
         return child_ref(case, args.data, args.cache_dir, mb, args.warmup,
                          _preset_lstm_params(case["preset"]))
     overrides = ["model.params.impl=packed"] if args.child == "project-packed" else []
-    return child_project(case, args.data, args.cache_dir, mb, args.warmup, overrides)
+    return child_project(case, args.data, args.cache_dir, mb, args.warmup, overrides,
+                         val_batches=args.val_batches)
 
 
 # --------------------------------------------------------------------------- parent
@@ -226,7 +271,8 @@ def _spawn(mode: str, case: str, args: argparse.Namespace) -> dict:
     n, warmup = plan(case, mode, args)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--case", case,
            "--data", str(args.data), "--cache-dir", str(args.cache_dir),
-           "--max-batches", str(n), "--warmup", str(warmup)]
+           "--max-batches", str(n), "--warmup", str(warmup),
+           "--val-batches", str(args.val_batches)]
     env = {**os.environ, **CHILD_ENV, **dict(e.split("=", 1) for e in args.env)}
     load = os.getloadavg()
     t0 = time.perf_counter()
@@ -240,6 +286,9 @@ def _spawn(mode: str, case: str, args: argparse.Namespace) -> dict:
     res["epoch_s"] = res["n_train"] / res["clips_per_s"]
     res["cpu_s_per_clip"] = res["cpu_s"] / res["clips"]
     res["epoch_extrapolated"] = res["clips"] != res["n_train"]
+    if res.get("val_clips"):
+        res["val_s"] = res["n_val"] * res["val_seconds"] / res["val_clips"]
+        res["epoch_with_val_s"] = res["epoch_s"] + res["val_s"]
     return res
 
 
@@ -270,6 +319,9 @@ def _summary(runs: list[dict]) -> dict:
                 "setup_s": _r(r["setup_s"] for r in rs),
                 "loadavg_1min": _r(r["loadavg_before"][0] for r in rs),
             }
+            if all("epoch_with_val_s" in r for r in rs):
+                row[mode]["val_s"] = _r(r["val_s"] for r in rs)
+                row[mode]["epoch_with_val_s"] = _r(r["epoch_with_val_s"] for r in rs)
         for mode in ("project", "project-packed"):
             if "ref" not in modes or mode not in modes:
                 continue
@@ -280,6 +332,19 @@ def _summary(runs: list[dict]) -> dict:
             row[f"cpu_speedup_{mode}"] = _r(a["cpu_s_per_clip"] / b["cpu_s_per_clip"]
                                             for a, b in pairs)
         table[case] = row
+    # the chunked models against the lab CNN of the same repeats (same clips)
+    lab = grouped.get(LAB_CNN, {}).get("project", [])
+    for case, modes in grouped.items():
+        if not CASES[case].get("project_only") or not lab or "project" not in modes:
+            continue
+        pairs = list(zip(lab, modes["project"], strict=False))
+        table[case]["speedup_vs_cnn_full_mel"] = _r(a["epoch_s"] / b["epoch_s"]
+                                                    for a, b in pairs)
+        table[case]["cpu_speedup_vs_cnn_full_mel"] = _r(
+            a["cpu_s_per_clip"] / b["cpu_s_per_clip"] for a, b in pairs)
+        if all("epoch_with_val_s" in r for p in pairs for r in p):
+            table[case]["speedup_with_val_vs_cnn_full_mel"] = _r(
+                a["epoch_with_val_s"] / b["epoch_with_val_s"] for a, b in pairs)
     return table
 
 
@@ -293,6 +358,10 @@ def _targets(table: dict, device: str) -> dict:
             s = min(row["speedup_project"])
             res[case] = {"required_speedup": need[case], "measured_min": s,
                          "met": bool(s >= need[case])}
+        if "speedup_vs_cnn_full_mel" in row:     # issue 12: chunked CNN >= 4x the lab CNN
+            s = min(row["speedup_vs_cnn_full_mel"])
+            res[case] = {"required_speedup_vs_cnn_full_mel": 4.0, "measured_min": s,
+                         "met": bool(s >= 4.0)}
     return res
 
 
@@ -317,6 +386,14 @@ def _print_table(table: dict) -> None:
             if f"speedup_{mode}" in row:
                 print(f"{'':14} {mode} vs ref: speedup {_fmt(row[f'speedup_{mode}'])} "
                       f"(CPU time: {_fmt(row[f'cpu_speedup_{mode}'])})")
+        if "speedup_vs_cnn_full_mel" in row:
+            extra = ""
+            if "speedup_with_val_vs_cnn_full_mel" in row:
+                extra = (", with validation: "
+                         f"{_fmt(row['speedup_with_val_vs_cnn_full_mel'])}")
+            print(f"{'':14} project vs {LAB_CNN} project: epoch speedup "
+                  f"{_fmt(row['speedup_vs_cnn_full_mel'])} (CPU time: "
+                  f"{_fmt(row['cpu_speedup_vs_cnn_full_mel'])}){extra}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="batches to time, without warm-up, in the packed-sequence LSTM "
                              "runs on full-rate clips (reference and project-packed; a minute "
                              "or more per batch on a CPU); 0 = as --max-batches")
+    parser.add_argument("--val-batches", type=int, default=0,
+                        help="also time this many validation batches per project run (0 = "
+                             "none); epoch_with_val_s then includes validation")
     parser.add_argument("--warmup", type=int, default=1,
                         help="untimed batches before timing starts")
     parser.add_argument("--repeats", type=int, default=2,
@@ -380,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
             # alternate the order of the modes between repeats (drifting load hits both)
             for mode in (modes if rep % 2 == 0 else modes[::-1]):
                 if mode == "project-packed" and CASES[case]["model"] != "lstm":
+                    continue
+                if mode != "project" and CASES[case].get("project_only"):
                     continue
                 r = _spawn(mode, case, args)
                 r.update(case=case, mode=mode, repeat=rep + 1)

@@ -32,6 +32,9 @@ MODELS = {
     "cnn": ("cnn", {"channels": [4, 4, 8, 8], "embed_dim": 16}),
     "cnn_res": ("cnn_res", {"stem_channels": 4, "channels": [4, 8], "time_pools": [2, 2],
                             "freq_pools": [2, 2], "freq_dim": 16, "embed_dim": 16}),
+    "cnn_short": ("cnn_short", {"stem_channels": 4, "channels": [4, 8], "embed_dim": 16}),
+    "crnn": ("crnn", {"channels": [4, 8], "time_pools": [2, 1], "freq_pools": [2, 2],
+                      "proj_dim": 8, "hidden_size": 8, "embed_dim": 16}),
 }
 
 
@@ -53,7 +56,8 @@ def new_batch():
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("key", ["lstm", "bilstm_last", "bilstm_mean", "cnn", "cnn_res"])
+@pytest.mark.parametrize("key", ["lstm", "bilstm_last", "bilstm_mean", "cnn", "cnn_res",
+                                 "cnn_short", "crnn"])
 def test_export_parity(key, fmt, tmp_path):
     model = make_model(key)
     path = export_model(model, tmp_path / f"model.{fmt}", fmt=fmt, example_length=40)

@@ -18,6 +18,9 @@ SMALL = {
     "cnn": {"channels": [4, 4, 8, 8], "embed_dim": 16},
     "cnn_res": {"stem_channels": 4, "channels": [4, 8], "time_pools": [2, 2],
                 "freq_pools": [2, 2], "freq_dim": 16, "embed_dim": 16},
+    "cnn_short": {"stem_channels": 4, "channels": [4, 8, 8], "embed_dim": 16},
+    "crnn": {"channels": [4, 8], "time_pools": [2, 1], "freq_pools": [2, 2], "proj_dim": 8,
+             "hidden_size": 8, "embed_dim": 16},
 }
 
 TASK_SETS = {
@@ -35,6 +38,10 @@ VARIANTS = [
     ("cnn", {}),
     ("cnn", {"pool_size": 2, "time_pooling": "max", "embed_dim": 0}),
     ("cnn_res", {}),
+    ("cnn_short", {}),
+    ("cnn_short", {"pool": 3, "time_pooling": "max"}),
+    ("crnn", {}),
+    ("crnn", {"rnn": "lstm", "bidirectional": False}),
 ]
 
 
@@ -150,7 +157,7 @@ def test_reverse_within_length_is_an_involution():
     torch.testing.assert_close(reverse_within_length(rev, lengths), x)
 
 
-@pytest.mark.parametrize("name", ["cnn", "cnn_res"])
+@pytest.mark.parametrize("name", ["cnn", "cnn_res", "cnn_short", "crnn"])
 @pytest.mark.parametrize("length", [30, 129, 1293])
 def test_cnn_accepts_any_time_length(name, length):
     model = small(name).eval()
@@ -246,6 +253,11 @@ def test_build_model_rejects_unknown_param_and_lists_allowed():
     ("cnn", {"kernel_size": 4}, "kernel_size.*odd"),
     ("cnn", {"time_pooling": "sum"}, "time_pooling"),
     ("cnn_res", {"channels": [8, 8], "time_pools": [2]}, "same length"),
+    ("cnn_short", {"pool": 0}, "pool"),
+    ("cnn_short", {"time_pooling": "sum"}, "time_pooling"),
+    ("crnn", {"channels": [8, 8], "freq_pools": [2]}, "same length"),
+    ("crnn", {"rnn": "transformer"}, "rnn"),
+    ("cnn", {"mask_bands": 0}, "mask_bands"),
 ])
 def test_build_model_rejects_bad_values(name, params, match):
     with pytest.raises(ConfigError, match=match):

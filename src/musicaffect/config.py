@@ -43,6 +43,9 @@ class DataConfig:
     stratify: bool = False            # stratified split instead of the lab's shuffle rule
     max_length: int | None = None     # pad/truncate every clip to this many frames
     normalize: bool = True            # per-feature standardisation fitted on train only
+    chunk_frames: int | None = None   # train on one random window of this many frames per
+                                      # clip and epoch; evaluate on overlapping windows
+    chunk_hop: int | None = None      # hop of the evaluation windows (default half a window)
     cache_dir: str | None = None
     use_cache: bool = True
     skip_bad: bool = False
@@ -82,6 +85,10 @@ class TrainConfig:
     monitor: str = "val_loss"
     scheduler: str = "none"           # none | cosine
     grad_clip: float | None = None
+    warmup_epochs: int = 0            # linear learning-rate warm-up before the schedule
+    mixup: float = 0.0                # mixup Beta(alpha, alpha); 0 = off
+    balance: str = "none"             # none | sampler | loss: class balancing (genre)
+    ema: float = 0.0                  # EMA decay of the weights (e.g. 0.999); 0 = off
     max_batches_per_epoch: int | None = None   # budget: cap training batches per epoch
     accelerator: str = "auto"         # auto | cpu | cuda | mps
     devices: int = 1
@@ -147,6 +154,7 @@ class RunConfig:
             raise ConfigError("train.monitor=val_spearman_mean needs regression targets")
         if self.train.batch_size < 1 or self.train.epochs < 1 or self.train.lr <= 0:
             raise ConfigError("train.batch_size and train.epochs must be >= 1, train.lr > 0")
+        _validate_recipe(self)
         return self
 
 
@@ -165,6 +173,35 @@ def _task_name(task: str | int) -> str:
         return check_target_name(name)
     except DataError as err:
         raise ConfigError(f"data.tasks: {err}") from None
+
+
+def _validate_recipe(cfg: RunConfig) -> None:
+    """Excerpt training and the training-recipe options (issue 12)."""
+    d, t = cfg.data, cfg.train
+    if d.chunk_frames is not None:
+        if d.chunk_frames < 1:
+            raise ConfigError(f"data.chunk_frames must be a positive number of frames (or null "
+                              f"for whole clips), got {d.chunk_frames}")
+    if d.chunk_hop is not None:
+        if d.chunk_frames is None:
+            raise ConfigError("data.chunk_hop needs data.chunk_frames (the window length)")
+        if not 1 <= d.chunk_hop <= d.chunk_frames:
+            raise ConfigError(f"data.chunk_hop must be between 1 and data.chunk_frames "
+                              f"({d.chunk_frames}), got {d.chunk_hop}")
+    if t.warmup_epochs < 0:
+        raise ConfigError(f"train.warmup_epochs must be >= 0, got {t.warmup_epochs}")
+    if t.mixup < 0:
+        raise ConfigError(f"train.mixup is the Beta(alpha, alpha) parameter, >= 0 (0 = off); "
+                          f"got {t.mixup}")
+    _choice("train.balance", t.balance, ("none", "sampler", "loss"))
+    if t.balance != "none" and GENRE_TASK not in d.tasks:
+        raise ConfigError(f"train.balance={t.balance} balances genre classes; the tasks "
+                          f"{d.tasks} have none (use train.balance=none)")
+    if not 0.0 <= t.ema < 1.0:
+        raise ConfigError(f"train.ema is a decay in [0, 1) (e.g. 0.999; 0 = off), got {t.ema}")
+    if t.grad_clip is not None and t.grad_clip <= 0:
+        raise ConfigError(f"train.grad_clip must be > 0 (or null for no clipping), "
+                          f"got {t.grad_clip}")
 
 
 def _choice(key: str, value: Any, allowed: tuple) -> None:

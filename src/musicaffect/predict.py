@@ -5,7 +5,10 @@ The features are computed exactly as the dataset's (:mod:`musicaffect.features.a
 the rate (full or beat-synchronous) and view each model was trained on. A song longer than
 the training clips (30 s) is cut into windows of that length (half-overlapping); the model
 sees each window as it saw training clips, and the song-level result is the mean over windows
-of the genre probabilities and of the affect values. Shorter songs are one window.
+of the genre probabilities and of the affect values. Shorter songs are one window. A model
+trained on excerpts (``data.chunk_frames``) instead sees the song as it saw evaluation clips:
+evenly spaced windows of its own ``chunk_frames`` (hop ``chunk_hop``, default half a window)
+over the whole song, averaged the same way.
 """
 
 from __future__ import annotations
@@ -83,6 +86,20 @@ def windows(features: np.ndarray, *, seconds: float,
     return [features[:, s:s + win] for s in starts]
 
 
+def member_windows(member, feats: dict[str, np.ndarray], seconds: float) -> list[np.ndarray]:
+    """The windows a model sees of one song: its own excerpt windows (``data.chunk_frames``,
+    every ``data.chunk_hop`` frames) when it was trained on excerpts, else windows of the
+    training clips' length (:func:`windows`)."""
+    d = member.cfg.data
+    x = select_view(feats[d.rate], d.view)                          # (F, T)
+    if d.chunk_frames is not None:
+        from musicaffect.data.windows import window_starts
+
+        return [x[:, s:s + d.chunk_frames]
+                for s in window_starts(x.shape[1], d.chunk_frames, d.chunk_hop)]
+    return windows(x, seconds=seconds)
+
+
 def model_targets(models) -> list[str]:
     """The regression targets a Predictor's members predict, in first-seen order."""
     out: list[str] = []
@@ -119,8 +136,7 @@ def predict_files(models, files: list[str | Path], *, top: int = 3,
         pred.seconds = float(feats["info"].get("source_seconds", feats["info"]["seconds"]))
         pred.beat_fallback = bool(feats["info"].get("beat_fallback", False))
         res, pred.windows = models.predict_clip(
-            lambda m, feats=feats, seconds=pred.seconds: windows(
-                select_view(feats[m.cfg.data.rate], m.cfg.data.view), seconds=seconds))
+            lambda m, feats=feats, seconds=pred.seconds: member_windows(m, feats, seconds))
         if res.probs is not None:
             p = res.probs[0]
             order = np.argsort(-p)[:top]

@@ -52,7 +52,10 @@ BUDGET_MODEL_PARAMS: dict[str, dict[str, dict]] = {
              "lstm": {"hidden_size": 16},
              "cnn": {"channels": [4, 8, 8, 8], "embed_dim": 16},
              "cnn_res": {"stem_channels": 4, "channels": [4, 8, 8, 8], "freq_dim": 16,
-                         "embed_dim": 16}},
+                         "embed_dim": 16},
+             "cnn_short": {"stem_channels": 4, "channels": [4, 8, 8], "embed_dim": 16},
+             "crnn": {"channels": [4, 8, 8], "proj_dim": 16, "hidden_size": 16,
+                      "embed_dim": 16}},
 }
 
 #: Lab report rows: preset -> (label, features, reference accuracy, reference macro-F1)

@@ -251,3 +251,48 @@ def collate(batch: Sequence[dict[str, Any]], *, max_length: int | None = None
     keys = batch[0]["y"].keys()
     y = {k: torch.stack([item["y"][k] for item in batch]) for k in keys}
     return {"x": x, "lengths": lengths, "y": y, "ids": [item["id"] for item in batch]}
+
+
+class RandomWindows(Dataset):
+    """Training view of a dataset: one random window of ``frames`` frames per clip and epoch.
+
+    ``ds[i]`` is the item ``base[i]`` with ``x`` cut to the window
+    :func:`musicaffect.data.windows.random_window_start` picks for ``(seed, epoch, i)`` (a clip
+    not longer than a window is returned whole). Indices are those of ``base``, so the
+    window of a clip does not depend on the batch order or on which process reads it. Call
+    :meth:`set_epoch` before each epoch (DataLoader workers are started afterwards, so they see
+    it).
+
+    Parameters
+    ----------
+    base : Dataset
+        Items as :class:`SpectrogramDataset` gives them (``x`` of shape (T, F)).
+    frames : int
+        Window length in frames.
+    seed : int
+        The run's seed.
+    """
+
+    def __init__(self, base, frames: int, *, seed: int):
+        from musicaffect.data.windows import check_window
+
+        self.base = base
+        self.frames, _ = check_window(frames)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        from musicaffect.data.windows import cut, random_window_start
+
+        item = self.base[i]
+        x = item["x"]
+        start = random_window_start(int(x.shape[0]), self.frames, seed=self.seed,
+                                    epoch=self.epoch, index=int(i))
+        x = cut(x, start, self.frames)
+        return {**item, "x": x, "length": int(x.shape[0]), "start": start}

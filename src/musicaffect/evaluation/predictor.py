@@ -120,11 +120,12 @@ class DeepMember:
 
     def predict_dataset(self, dataset, *, batch_size: int = 32) -> Predictions:
         """Predict every clip of ``dataset`` (a SpectrogramDataset or Subset of one)."""
-        from musicaffect.training.engine import make_loader, predict_outputs
+        from musicaffect.training.engine import make_loader, predict_outputs, window_options
 
         loader = make_loader(dataset, None, batch_size=batch_size,
                              max_length=self.cfg.data.max_length)
-        return self._from_outputs(predict_outputs(self.model, loader, device=self.device))
+        return self._from_outputs(predict_outputs(self.model, loader, device=self.device,
+                                                  **window_options(self.cfg)))
 
     def predict_arrays(self, arrays: Sequence[np.ndarray]) -> Predictions:
         """Predict a list of (F, t) arrays (the windows of one song) in one batch, whole

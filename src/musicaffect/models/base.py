@@ -35,17 +35,22 @@ class WrapperConfig:
         SpecAugment-style training augmentation: each clip gets one band of up to
         ``freq_mask`` feature bins and one span of up to ``time_mask`` steps (at most a quarter
         of its length) set to the feature mean. 0 = off; never applied in eval mode.
+    mask_bands : int
+        Number of such feature bands and of such time spans per clip (SpecAugment uses 2).
     """
 
     head_dropout: float = 0.0
     freq_mask: int = 0
     time_mask: int = 0
+    mask_bands: int = 1
 
     def __post_init__(self):
         if not 0.0 <= self.head_dropout < 1.0:
             raise ValueError(f"head_dropout must be in [0, 1), got {self.head_dropout}")
         if self.freq_mask < 0 or self.time_mask < 0:
             raise ValueError("freq_mask and time_mask must be >= 0")
+        if self.mask_bands < 1:
+            raise ValueError(f"mask_bands must be >= 1, got {self.mask_bands}")
 
 
 def is_exporting() -> bool:
@@ -70,7 +75,7 @@ class MusicModel(nn.Module):
         (logits), ``1`` a regression head ``Linear(D, 1)`` squeezed to ``(B,)``.
     head_dropout : float
         Dropout on the embedding before the heads (the returned embedding is not dropped).
-    freq_mask, time_mask : int
+    freq_mask, time_mask, mask_bands : int
         Training-time masking of the normalised input (see :class:`WrapperConfig`).
 
     Attributes
@@ -80,7 +85,8 @@ class MusicModel(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, tasks: Mapping[str, int], *,
-                 head_dropout: float = 0.0, freq_mask: int = 0, time_mask: int = 0):
+                 head_dropout: float = 0.0, freq_mask: int = 0, time_mask: int = 0,
+                 mask_bands: int = 1):
         super().__init__()
         self.backbone = backbone
         self.n_features = int(backbone.n_features)
@@ -89,6 +95,7 @@ class MusicModel(nn.Module):
         self.dropout = nn.Dropout(self.head_dropout)
         self.freq_mask = int(freq_mask)
         self.time_mask = int(time_mask)
+        self.mask_bands = int(mask_bands)
         self.register_buffer("mean", torch.zeros(self.n_features))
         self.register_buffer("std", torch.ones(self.n_features))
         self._backbone_frozen = False
@@ -212,9 +219,12 @@ class MusicModel(nn.Module):
         mask = length_mask(lengths, x.shape[1])                 # (B, T)
         x = (x - self.mean) / self.std                          # (B, T, F)
         if self.training and (self.freq_mask > 0 or self.time_mask > 0):
-            mask = mask & ~_random_band(lengths, x.shape[1], width=self.time_mask, quarter=True)
-            x = x.masked_fill(_random_band(lengths.new_full(lengths.shape, x.shape[2]),
-                                           x.shape[2], width=self.freq_mask).unsqueeze(1), 0.0)
+            for _ in range(self.mask_bands):
+                mask = mask & ~_random_band(lengths, x.shape[1], width=self.time_mask,
+                                            quarter=True)
+                x = x.masked_fill(_random_band(lengths.new_full(lengths.shape, x.shape[2]),
+                                               x.shape[2], width=self.freq_mask).unsqueeze(1),
+                                  0.0)
         x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
         emb = self.backbone(x, lengths)                          # (B, D)
         out = {"embedding": emb}

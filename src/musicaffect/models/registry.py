@@ -6,7 +6,8 @@ with task heads in a :class:`~musicaffect.models.base.MusicModel`.
 
 Besides the backbone's own fields, ``params`` accepts the wrapper's options
 (:class:`~musicaffect.models.base.WrapperConfig`): ``head_dropout`` (dropout on the embedding
-before the heads) and ``freq_mask`` / ``time_mask`` (SpecAugment-style masking in training).
+before the heads) and ``freq_mask`` / ``time_mask`` / ``mask_bands`` (SpecAugment-style
+masking in training).
 """
 
 from __future__ import annotations

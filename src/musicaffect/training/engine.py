@@ -8,7 +8,9 @@ Reproducibility: one seed drives the model initialisation and, through
 :class:`EpochBatchSampler`, the order of batches of every epoch (a pure function of
 ``(seed, epoch)``). ``last.pt`` holds the optimizer, loss and RNG state at the end of each
 epoch, so ``resume`` continues an interrupted run and ends with the same weights as an
-uninterrupted one (on the CPU).
+uninterrupted one (on the CPU). The recipe options keep this: excerpt windows
+(``data.chunk_frames``), mixup pairs and class-balanced draws are pure functions of
+``(seed, epoch, clip or batch)``, and ``last.pt`` also holds the EMA weights.
 """
 
 from __future__ import annotations
@@ -47,11 +49,22 @@ class EpochBatchSampler(Sampler[list[int]]):
     ``batch_size`` per process sees, per step, exactly the clips of the single-process run
     with ``batch_size * world``. Incomplete global batches are dropped when ``world > 1``
     (every rank must take the same number of steps).
+
+    With ``weights`` (one per index, class-balanced sampling), each epoch draws
+    ``len(indices)`` indices with replacement with these probabilities instead of a
+    permutation; still a pure function of ``(seed, epoch)``.
     """
 
     def __init__(self, indices, *, batch_size: int, seed: int, shuffle: bool = True,
-                 rank: int = 0, world: int = 1, max_batches: int | None = None):
+                 rank: int = 0, world: int = 1, max_batches: int | None = None,
+                 weights=None):
         self.indices = np.asarray(indices, dtype=np.int64)
+        self.weights = None
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            if w.shape != self.indices.shape or (w < 0).any() or w.sum() <= 0:
+                raise ValueError("sampling weights must be >= 0, one per index, not all 0")
+            self.weights = w / w.sum()
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
@@ -65,7 +78,10 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def _global_batches(self) -> list[np.ndarray]:
         order = self.indices
-        if self.shuffle:
+        if self.shuffle and self.weights is not None:
+            order = np.random.default_rng([self.seed, self.epoch]).choice(
+                order, size=order.size, replace=True, p=self.weights)
+        elif self.shuffle:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(order)
         g = self.batch_size * self.world
         batches = [order[i:i + g] for i in range(0, len(order), g)]
@@ -261,40 +277,106 @@ def build_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
     return cls([p for p in params if p.requires_grad], lr=t.lr, weight_decay=t.weight_decay)
 
 
-def lr_factor(epoch: int, *, epochs: int, schedule: str) -> float:
-    """Learning-rate multiplier of an epoch (pure function): constant or cosine decay."""
+def lr_factor(epoch: int, *, epochs: int, schedule: str, warmup: int = 0) -> float:
+    """Learning-rate multiplier of an epoch (pure function).
+
+    The first ``warmup`` epochs ramp up linearly (``(epoch + 1) / (warmup + 1)``); then the
+    schedule: constant, or cosine decay to 5% over the remaining ``epochs - warmup`` epochs.
+    """
+    if epoch < warmup:
+        return (epoch + 1) / (warmup + 1)
     if schedule == "cosine":
-        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, epochs)))
+        e, n = epoch - warmup, max(1, epochs - warmup)
+        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * e / n))
     return 1.0
 
 
 # --------------------------------------------------------------------------- evaluation
 
+def window_options(cfg: RunConfig) -> dict:
+    """The keyword arguments of :func:`predict_outputs` a run's config asks for (excerpt
+    windows and the regression output transform): ``predict_outputs(model, loader,
+    **window_options(cfg))``."""
+    return {"chunk_frames": cfg.data.chunk_frames, "chunk_hop": cfg.data.chunk_hop,
+            "bounded": cfg.loss.bounded}
+
+
 @torch.no_grad()
-def predict_outputs(model, loader, *, device=None, fabric=None) -> dict[str, np.ndarray]:
-    """Raw model outputs for every clip of a loader, keyed by task, plus ``ids`` and labels.
+def predict_outputs(model, loader, *, device=None, fabric=None, chunk_frames: int | None = None,
+                    chunk_hop: int | None = None, bounded: bool = False
+                    ) -> dict[str, np.ndarray]:
+    """Model outputs for every clip of a loader, keyed by task, plus ``ids`` and labels.
 
     Returns ``{"ids": [...], "out:<task>": (N, C) or (N,), "y:<task>": (N,)}``.
+
+    Without ``chunk_frames`` the model sees each whole clip and ``out:<task>`` is its raw
+    output (logits, regression values before the output transform).
+
+    With ``chunk_frames`` (a model trained on excerpts), every clip is cut into evenly
+    spaced windows of that many frames (hop ``chunk_hop``, default half a window; a clip
+    not longer than a window is one window, see :mod:`musicaffect.data.windows`) and the
+    clip's prediction is the mean over its windows of the *predictions*: class
+    probabilities (softmax, then mean) and regression values (after the output transform:
+    sigmoid when ``bounded``, then mean). So that every consumer of raw outputs keeps
+    working, they are returned on the raw scale: ``out:<classification task>`` holds the
+    **log** of the mean probabilities (softmax of it = the mean probabilities; argmax and the
+    cross-entropy stay valid), ``out:<regression task>`` the mean value (its logit when
+    ``bounded``, so ``sigmoid`` gives the mean back). ``windows`` (N,) then gives the number
+    of windows of each clip.
     """
+    from musicaffect.data.windows import mean_by_clip, plan_windows
+
     model.eval()
     outs: dict[str, list] = {}
     ids: list[str] = []
+    n_windows: list[np.ndarray] = []
     for batch in loader:
         x, lengths = batch["x"], batch["lengths"]
         if fabric is not None:
             x = fabric.to_device(x)
         elif device is not None:
             x = x.to(device)
-        out = model(x, lengths)
+        if chunk_frames is None:
+            out = {k: v.float().cpu().numpy() for k, v in model(x, lengths).items()
+                   if k != "embedding"}
+        else:
+            owner, starts, wlen = plan_windows(lengths.tolist(), chunk_frames, chunk_hop)
+            win = int(wlen.max())
+            # (W, win) frame indices (clamped: steps past a short clip's end are padding)
+            steps = torch.as_tensor(starts)[:, None] + torch.arange(win)[None, :]
+            steps = steps.clamp(max=x.shape[1] - 1).to(x.device)
+            rows = torch.as_tensor(owner).to(x.device)[:, None]
+            per_window: dict[str, list] = {}
+            # about as many frames per forward pass as the loader's batch holds
+            step = max(1, (x.shape[0] * x.shape[1]) // win)
+            for a in range(0, len(owner), step):
+                xw = x[rows[a:a + step], steps[a:a + step]]              # (w, win, F)
+                lw = torch.as_tensor(wlen[a:a + step])
+                for k, v in model(xw, lw).items():
+                    if k != "embedding":
+                        per_window.setdefault(k, []).append(v.float().cpu())
+            out = {}
+            for k, parts in per_window.items():
+                v = torch.cat(parts)
+                if v.ndim == 2:        # classification: mean probabilities, returned as log
+                    p = mean_by_clip(torch.softmax(v, dim=-1).numpy(), owner, x.shape[0])
+                    out[k] = np.log(np.maximum(p, 1e-12)).astype(np.float32)
+                elif bounded:          # bounded regression: mean of sigmoids, as its logit
+                    p = mean_by_clip(torch.sigmoid(v).numpy(), owner, x.shape[0])
+                    p = np.clip(p, 1e-7, 1.0 - 1e-7)
+                    out[k] = np.log(p / (1.0 - p)).astype(np.float32)
+                else:
+                    out[k] = mean_by_clip(v.numpy(), owner, x.shape[0]).astype(np.float32)
+            n_windows.append(np.bincount(owner, minlength=x.shape[0]))
         for k, v in out.items():
-            if k == "embedding":
-                continue
-            outs.setdefault(f"out:{k}", []).append(v.float().cpu().numpy())
+            outs.setdefault(f"out:{k}", []).append(v)
         for k, v in batch["y"].items():
             outs.setdefault(f"y:{k}", []).append(v.cpu().numpy())
         ids.extend(batch["ids"])
     res = {k: np.concatenate(v) for k, v in outs.items()}
     res["ids"] = ids
+    if n_windows:
+        res["windows"] = np.concatenate(n_windows)
     return res
 
 
@@ -457,10 +539,11 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
     data = _prepare_data_ranked(fabric, cfg, data_root)
     model = build_run_model(cfg, data)
     lc = cfg.loss
+    class_weights, sample_weights = _balance(cfg, data, model)
     loss_fn = build_loss(data.tasks, regression=lc.regression, bounded=lc.bounded,
                          rank_weight=lc.rank_weight, weights=lc.weights,
                          learn_weights=lc.learn_weights, label_smoothing=lc.label_smoothing,
-                         targets=data.vocab.targets)
+                         targets=data.vocab.targets, class_weights=class_weights)
     optimizer = build_optimizer(cfg, list(model.parameters()) + list(loss_fn.parameters()))
 
     history: list[dict] = []
@@ -489,8 +572,14 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
     loss_fn = loss_fn.to(fabric.device)
     sampler = EpochBatchSampler(data.train_idx, batch_size=cfg.train.batch_size, seed=cfg.seed,
                                 rank=fabric.global_rank, world=fabric.world_size,
-                                max_batches=cfg.train.max_batches_per_epoch)
-    train_loader = make_loader(data.dataset, sampler, num_workers=cfg.data.num_workers,
+                                max_batches=cfg.train.max_batches_per_epoch,
+                                weights=sample_weights)
+    train_set = data.dataset
+    if cfg.data.chunk_frames is not None:
+        from musicaffect.data.dataset import RandomWindows
+
+        train_set = RandomWindows(data.dataset, cfg.data.chunk_frames, seed=cfg.seed)
+    train_loader = make_loader(train_set, sampler, num_workers=cfg.data.num_workers,
                                max_length=cfg.data.max_length)
     val_loader = make_loader(data.val, None, batch_size=cfg.train.batch_size,
                              num_workers=cfg.data.num_workers, max_length=cfg.data.max_length)
@@ -498,6 +587,21 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
     minimise = monitor in MINIMISE
     writer = _tensorboard(run_dir) if rank0 else None
     raw_model = model.module if hasattr(model, "module") else model
+    head_sizes = raw_model.tasks
+    ema = None
+    if cfg.train.ema > 0:
+        from musicaffect.training.recipe import WeightEMA
+
+        ema = WeightEMA(raw_model, cfg.train.ema)
+        if has_last:
+            if "ema" not in last:
+                raise CheckpointError(f"{run_dir}: its last.pt has no EMA weights, but the "
+                                      "config sets train.ema; resume with the run's own "
+                                      "config.yaml")
+            ema.load_state_dict(last["ema"])
+    # the weights that are validated and saved as best.pt: the average when EMA is on
+    eval_model = ema.module if ema is not None else model
+    best_source = ema.module if ema is not None else raw_model
     t_start = time.perf_counter()
     epochs_run = 0
     stopped_early = False
@@ -511,27 +615,40 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
         t0 = time.perf_counter()
         for g in optimizer.param_groups:
             g["lr"] = cfg.train.lr * lr_factor(epoch, epochs=cfg.train.epochs,
-                                               schedule=cfg.train.scheduler)
+                                               schedule=cfg.train.scheduler,
+                                               warmup=cfg.train.warmup_epochs)
         sampler.set_epoch(epoch)
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)
         model.train()
         total, count = 0.0, 0
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False,
                    disable=not (progress and rank0), unit="batch")
-        for batch in bar:
+        for b, batch in enumerate(bar):
             x = fabric.to_device(batch["x"])
             y = {k: fabric.to_device(v) for k, v in batch["y"].items()}
-            out = model(x, batch["lengths"])
+            lengths = batch["lengths"]
+            if cfg.train.mixup > 0:
+                from musicaffect.training.recipe import mixup_batch
+
+                x, lengths, y, _ = mixup_batch(
+                    x, lengths, y, alpha=cfg.train.mixup, n_classes=head_sizes,
+                    seed=cfg.seed, epoch=epoch, batch=b)
+            out = model(x, lengths)
             loss, _ = loss_fn(out, y)
             optimizer.zero_grad(set_to_none=True)
             fabric.backward(loss)
             if cfg.train.grad_clip:
                 fabric.clip_gradients(model, optimizer, max_norm=cfg.train.grad_clip)
             optimizer.step()
+            if ema is not None:
+                ema.update(raw_model)
             total += float(loss.detach()) * len(batch["ids"])
             count += len(batch["ids"])
             bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
         train_loss = fabric.all_reduce(torch.tensor(total / max(count, 1)), reduce_op="mean")
-        val_res = predict_outputs(model, val_loader, fabric=fabric)
+        val_res = predict_outputs(eval_model, val_loader, fabric=fabric,
+                                  **window_options(cfg))
         val_loss = _loss_from_outputs(loss_fn, val_res, data.tasks)
         metrics = {"epoch": epoch, "train_loss": float(train_loss), "val_loss": val_loss,
                    "lr": optimizer.param_groups[0]["lr"],
@@ -555,12 +672,14 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
                              targets=[t for t in data.tasks if t != GENRE_TASK],
                              vocab=data.vocab.to_dict())
             if improved:
-                atomic_save(make_checkpoint(raw_model, cfg.to_dict(), **ckpt_args),
+                atomic_save(make_checkpoint(best_source, cfg.to_dict(), **ckpt_args),
                             run_dir / "checkpoints" / "best.pt")
+            extra = {"ema": ema.state_dict()} if ema is not None else {}
             atomic_save(make_checkpoint(
                 raw_model, cfg.to_dict(), **ckpt_args, optimizer=optimizer.state_dict(),
                 loss_state=loss_fn.state_dict(), history=history, early=early,
-                rng={"torch": torch.get_rng_state()}), run_dir / "checkpoints" / "last.pt")
+                rng={"torch": torch.get_rng_state()}, **extra),
+                run_dir / "checkpoints" / "last.pt")
             _write_csv(history, run_dir / "metrics.csv")
             for k, v in _numeric(metrics).items():
                 if k != "epoch":
@@ -581,6 +700,21 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
         _write_summary(result)
         _save_curves(history, run_dir)
     return result
+
+
+def _balance(cfg: RunConfig, data: RunData, model) -> tuple:
+    """``(class weights of the loss, sampling weights of the training clips)`` for
+    ``train.balance`` (``loss`` / ``sampler``), from the training part's genre labels."""
+    if cfg.train.balance == "none" or GENRE_TASK not in data.tasks:
+        return None, None
+    labels = np.asarray(data.dataset.labels(GENRE_TASK))[data.train_idx]
+    if cfg.train.balance == "loss":
+        from musicaffect.training.losses import balanced_class_weights
+
+        return balanced_class_weights(labels, model.tasks[GENRE_TASK]), None
+    from musicaffect.training.recipe import balanced_sample_weights
+
+    return None, balanced_sample_weights(labels)
 
 
 def _prepare_data_ranked(fabric, cfg: RunConfig, data_root) -> RunData:

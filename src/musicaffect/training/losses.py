@@ -42,6 +42,7 @@ __all__ = [
     "REGRESSION_KINDS",
     "MultiTaskLoss",
     "TaskLoss",
+    "balanced_class_weights",
     "build_loss",
     "predict_transform",
     "soft_rank",
@@ -118,7 +119,8 @@ class TaskLoss(nn.Module):
     ----------
     kind : {"ce", "mse", "l1", "huber"}
         ``"ce"``: cross-entropy on logits of shape (B, C) with int64 targets (B,);
-        targets equal to -100 are ignored. The others: pointwise regression losses on
+        targets equal to -100 are ignored. Float targets of shape (B, C) are class
+        probabilities (mixup's mixed one-hot targets). The others: pointwise regression losses on
         outputs (B,) or (B, 1) with float targets (B,); NaN targets are ignored.
     bounded : bool
         Regression only: pass the raw output through a sigmoid before the loss (targets are
@@ -131,6 +133,8 @@ class TaskLoss(nn.Module):
         Threshold of the Huber loss.
     rank_temperature : float > 0
         Temperature of the soft ranks.
+    class_weights : sequence of float, optional
+        Classification only: per-class weights of the cross-entropy (class balancing).
 
     Notes
     -----
@@ -140,7 +144,7 @@ class TaskLoss(nn.Module):
 
     def __init__(self, kind: str = "mse", *, bounded: bool = False, rank_weight: float = 0.0,
                  label_smoothing: float = 0.0, huber_delta: float = 1.0,
-                 rank_temperature: float = 0.1):
+                 rank_temperature: float = 0.1, class_weights: Sequence[float] | None = None):
         super().__init__()
         kind = str(kind).lower()
         if kind not in _KINDS:
@@ -162,6 +166,15 @@ class TaskLoss(nn.Module):
         self.label_smoothing = float(label_smoothing)
         self.huber_delta = float(huber_delta)
         self.rank_temperature = float(rank_temperature)
+        weight = None
+        if class_weights is not None:
+            if kind != "ce":
+                raise ConfigError("class weights apply to classification (genre) only")
+            weight = torch.as_tensor(np.asarray(class_weights, dtype=np.float32))
+            if weight.ndim != 1 or not torch.isfinite(weight).all() or (weight < 0).any():
+                raise ConfigError("class weights must be finite numbers >= 0, one per class")
+        # recomputed from the data at every start, so not part of the saved state
+        self.register_buffer("class_weights", weight, persistent=False)
 
     @property
     def is_classification(self) -> bool:
@@ -186,6 +199,12 @@ class TaskLoss(nn.Module):
         loss : torch.Tensor [shape=()]
         """
         output = output.float()
+        if self.kind == "ce" and target.is_floating_point() and target.ndim == 2:
+            if target.shape != output.shape:
+                raise ValueError(f"class-probability targets must have the logits' shape "
+                                 f"{tuple(output.shape)}, got {tuple(target.shape)}")
+            return F.cross_entropy(output, target.float(), weight=self.class_weights,
+                                   label_smoothing=self.label_smoothing)
         if self.kind == "ce":
             if output.ndim != 2 or target.shape != output.shape[:1]:
                 raise ValueError(f"cross-entropy expects logits (B, C) and targets (B,), got "
@@ -193,8 +212,8 @@ class TaskLoss(nn.Module):
             target = target.long()
             if not (target != -100).any():
                 return output.sum() * 0.0
-            return F.cross_entropy(output, target, label_smoothing=self.label_smoothing,
-                                   ignore_index=-100)
+            return F.cross_entropy(output, target, weight=self.class_weights,
+                                   label_smoothing=self.label_smoothing, ignore_index=-100)
 
         if output.ndim == 2 and output.shape[1] == 1:
             output = output[:, 0]
@@ -312,7 +331,8 @@ class MultiTaskLoss(nn.Module):
 def build_loss(tasks: Sequence[str], *, regression: str = "mse", bounded: bool = False,
                rank_weight: float = 0.0, weights: Mapping[str, float] | None = None,
                learn_weights: bool = False, label_smoothing: float = 0.0,
-               targets: Sequence[str] | None = None) -> MultiTaskLoss:
+               targets: Sequence[str] | None = None,
+               class_weights: Sequence[float] | None = None) -> MultiTaskLoss:
     """The loss for a set of tasks: cross-entropy for "genre", ``regression`` for the targets.
 
     Parameters
@@ -332,6 +352,8 @@ def build_loss(tasks: Sequence[str], *, regression: str = "mse", bounded: bool =
         Of the genre cross-entropy.
     targets : sequence of str, optional
         The data's regression targets (default: valence, energy, danceability).
+    class_weights : sequence of float, optional
+        Per-class weights of the genre cross-entropy (see :func:`balanced_class_weights`).
 
     Returns
     -------
@@ -349,13 +371,28 @@ def build_loss(tasks: Sequence[str], *, regression: str = "mse", bounded: bool =
     losses: dict[str, TaskLoss] = {}
     for task in tasks:
         if task == GENRE_TASK:
-            losses[task] = TaskLoss("ce", label_smoothing=label_smoothing)
+            losses[task] = TaskLoss("ce", label_smoothing=label_smoothing,
+                                    class_weights=class_weights)
         elif task in known:
             losses[task] = TaskLoss(regression, bounded=bounded, rank_weight=rank_weight)
         else:
             raise ConfigError(f"unknown task {task!r}: choose from {GENRE_TASK}, "
                               + ", ".join(known))
     return MultiTaskLoss(losses, weights=weights, learn_weights=learn_weights)
+
+
+def balanced_class_weights(labels, n_classes: int) -> np.ndarray:
+    """Class weights ``n / (k * count_c)`` (``k`` = classes present) for a class-balanced loss.
+
+    Each present class then carries the same total weight; a class absent from ``labels``
+    gets weight 0 (it never appears as a target). Returns float32 of shape (n_classes,).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels, minlength=n_classes)[:n_classes].astype(np.float64)
+    present = counts > 0
+    w = np.zeros(n_classes)
+    w[present] = labels.size / (present.sum() * counts[present])
+    return w.astype(np.float32)
 
 
 def predict_transform(task: str, output, bounded: bool = False):
