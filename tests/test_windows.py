@@ -182,23 +182,32 @@ def test_chunk_config_is_validated():
             load_config(None, bad)
 
 
-def test_predict_uses_the_models_chunk_windows():
-    from musicaffect.predict import LoadedModel, _run_model
+def test_predict_uses_the_models_chunk_windows(tmp_path):
+    from musicaffect.data.vocab import lab_vocabulary
+    from musicaffect.evaluation.predictor import Predictor
+    from musicaffect.predict import member_windows
+    from musicaffect.training.checkpoint import atomic_save, make_checkpoint
 
     tasks = {"genre": 10, "energy": 1}
     model = _model(tasks)
+    cfg = load_config(None, ["data.view=chroma", "data.chunk_frames=64", "data.chunk_hop=32",
+                             "loss.bounded=true"])
+    vocab = lab_vocabulary()
+    atomic_save(make_checkpoint(model, cfg.to_dict(), classes=vocab.classes, epoch=0,
+                                metrics={}, data_info={}, vocab=vocab.to_dict()),
+                tmp_path / "m.pt")
+    pred = Predictor.load([tmp_path / "m.pt"])
     feats = {"full": np.random.default_rng(0).normal(size=(140, 300)).astype(np.float32)}
-    m = LoadedModel("m", model, "full", "chroma", list(tasks), True, "x.pt",
-                    chunk_frames=64, chunk_hop=32)
-    res, n = _run_model(m, feats, 7.0, torch.device("cpu"))
+    res, n = pred.predict_clip(lambda m: member_windows(m, feats, 7.0))
     starts = window_starts(300, 64, 32)
     assert n == len(starts) == 9
     x = torch.from_numpy(np.ascontiguousarray(feats["full"][128:140].T))   # (T, 12)
     with torch.no_grad():
         out = model(torch.stack([x[s:s + 64] for s in starts]), torch.full((n,), 64))
-    np.testing.assert_allclose(res["genre"], torch.softmax(out["genre"], -1).mean(0).numpy(),
+    np.testing.assert_allclose(res.probs[0], torch.softmax(out["genre"], -1).mean(0).numpy(),
                                atol=1e-5)
-    assert res["energy"] == pytest.approx(float(torch.sigmoid(out["energy"]).mean()), abs=1e-5)
+    assert res.values["energy"][0] == pytest.approx(float(torch.sigmoid(out["energy"]).mean()),
+                                                    abs=1e-5)
 
 
 @pytest.mark.parametrize("preset", ["chunk-cnn-genre", "crnn-genre", "chunk-cnn-affect"])
