@@ -86,13 +86,13 @@ def test_cli_sample_data(tmp_path, capsys):
 
 def test_cli_sample_data_from_scores(tmp_path, monkeypatch):
     calls = []
-    fake = types.ModuleType("musicaffect.features.scores")
+    fake = types.ModuleType("musicaffect.samples.build")
 
     def build_scores_sample(out, *, seed=0):
         calls.append((str(out), seed))
         return Path(out)
 
     fake.build_scores_sample = build_scores_sample
-    monkeypatch.setitem(sys.modules, "musicaffect.features.scores", fake)
+    monkeypatch.setitem(sys.modules, "musicaffect.samples.build", fake)
     assert main(["sample-data", str(tmp_path / "s"), "--source", "scores", "--seed", "2"]) == 0
     assert calls == [(str(tmp_path / "s"), 2)]

@@ -7,17 +7,17 @@ import pytest
 
 from musicaffect.data.labels import GENRES20, TARGETS, map_genre
 from musicaffect.errors import ConfigError
-from musicaffect.features import scores as S
+from musicaffect.samples import affect, arrange, build, corpus, render, theory
 
 
-def _perf(notes, beats, seconds, programs=(0,)) -> S.Performance:
-    return S.Performance(notes=np.array(notes, dtype=float).reshape(-1, 5),
+def _perf(notes, beats, seconds, programs=(0,)) -> arrange.Performance:
+    return arrange.Performance(notes=np.array(notes, dtype=float).reshape(-1, 5),
                          beats=np.array(beats, dtype=float), programs=programs,
                          duration=seconds)
 
 
-def _clip(file: str, work: str) -> S.ClipInfo:
-    return S.ClipInfo(file=file, style="ragtime", genre="Jazz", group=work, work=work,
+def _clip(file: str, work: str) -> build.ClipInfo:
+    return build.ClipInfo(file=file, style="ragtime", genre="Jazz", group=work, work=work,
                       title="", window=0, start=0.0, qpm=100.0, key="C major", programs="0",
                       renderer="x", valence=0.5, energy=0.5, danceability=0.5)
 
@@ -27,46 +27,46 @@ def _clip(file: str, work: str) -> S.ClipInfo:
 
 
 def test_styles_map_to_fma_genres_with_three_lab_classes():
-    genres = {s.genre for s in S.STYLES.values()}
+    genres = {s.genre for s in corpus.STYLES.values()}
     assert genres <= set(GENRES20)
     assert len({map_genre(g) for g in genres} - {None}) >= 3
-    assert S.genre_styles() == {"Classical": ["chorale", "renaissance", "quartet"],
+    assert corpus.genre_styles() == {"Classical": ["chorale", "renaissance", "quartet"],
                                 "Folk": ["folksong", "fiddle"], "Jazz": ["ragtime"]}
 
 
 def test_unknown_style_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown score style 'disco'"):
-        S.genre_styles(["chorale", "disco"])
+        corpus.genre_styles(["chorale", "disco"])
 
 
 @pytest.mark.parametrize(("n", "k", "expected"), [(16, 3, [6, 5, 5]), (16, 2, [8, 8]),
                                                   (2, 3, [1, 1, 0])])
 def test_style_quotas_split_evenly(n, k, expected):
-    assert S.style_quotas(n, k) == expected
+    assert corpus.style_quotas(n, k) == expected
 
 
 def test_work_slug_group_and_key():
-    tune = S.Work("fiddle", "oneills1850/0001-0050.abc", 3)
+    tune = corpus.Work("fiddle", "oneills1850/0001-0050.abc", 3)
     assert tune.key == "oneills1850/0001-0050.abc#3"
     assert tune.group == tune.key
     assert "." not in tune.slug and tune.slug.startswith("fiddle_")
-    movement = S.Work("quartet", "mozart/k458/movement2.mxl")
+    movement = corpus.Work("quartet", "mozart/k458/movement2.mxl")
     assert movement.group == "mozart/k458"
-    assert S.Work("renaissance", "palestrina/Agnus_II_03_b.krn").group == "palestrina/mass03"
-    assert "." not in S.Work("chorale", "bach/bwv66.6.mxl").slug
+    assert corpus.Work("renaissance", "palestrina/Agnus_II_03_b.krn").group == "palestrina/mass03"
+    assert "." not in corpus.Work("chorale", "bach/bwv66.6.mxl").slug
 
 
 def test_abc_numbers_reads_x_fields():
     text = "X:1\nT:One\nK:G\nabc|\n\nX: 12\nT:Two\nK:D\ndef|\n"
-    assert S.abc_numbers(text) == [1, 12]
+    assert corpus.abc_numbers(text) == [1, 12]
 
 
 def test_candidate_works_are_seeded_and_interleave_families(tmp_path):
     paths = [f"palestrina/Kyrie_{i:02d}.krn" for i in range(6)]
     paths += ["monteverdi/madrigal.3.1.mxl", "monteverdi/madrigal.3.2.mxl", "other/x.mxl"]
-    first = S.candidate_works("renaissance", seed=1, paths=paths, root=tmp_path)
-    again = S.candidate_works("renaissance", seed=1, paths=paths, root=tmp_path)
-    other = [S.candidate_works("renaissance", seed=s, paths=paths, root=tmp_path)
+    first = corpus.candidate_works("renaissance", seed=1, paths=paths, root=tmp_path)
+    again = corpus.candidate_works("renaissance", seed=1, paths=paths, root=tmp_path)
+    other = [corpus.candidate_works("renaissance", seed=s, paths=paths, root=tmp_path)
              for s in range(2, 6)]
     assert first == again
     assert any(o != first for o in other)
@@ -78,7 +78,7 @@ def test_candidate_works_are_seeded_and_interleave_families(tmp_path):
 def test_candidate_works_expand_tunebooks(tmp_path):
     (tmp_path / "oneills1850").mkdir()
     (tmp_path / "oneills1850" / "0001-0050.abc").write_text("X:1\nK:G\nA|\n\nX:2\nK:D\nB|\n")
-    works = S.candidate_works("fiddle", seed=0, paths=["oneills1850/0001-0050.abc"],
+    works = corpus.candidate_works("fiddle", seed=0, paths=["oneills1850/0001-0050.abc"],
                               root=tmp_path)
     assert sorted(w.number for w in works) == [1, 2]
 
@@ -86,12 +86,12 @@ def test_candidate_works_expand_tunebooks(tmp_path):
 def test_plan_windows_keeps_each_work_on_one_side():
     a = [_clip(f"a{k}.wav", "A") for k in range(6)]
     b = [_clip(f"b{k}.wav", "B") for k in range(5)]
-    plan = S.plan_windows([a, b], quota=10, test_fraction=0.2)
+    plan = build.plan_windows([a, b], quota=10, test_fraction=0.2)
     assert len(plan) == 8  # work A has only 6 windows for the 8 training clips
     sides = {c.work: {p.split for p in plan if p.work == c.work} for c in plan}
     assert sides == {"A": {"train"}, "B": {"test"}}
     assert [c.file for c in plan if c.split == "test"] == ["b0.wav", "b1.wav"]
-    single = S.plan_windows([a], quota=3)
+    single = build.plan_windows([a], quota=3)
     assert [c.file for c in single] == ["a0.wav", "a1.wav", "a2.wav"]
     assert {c.split for c in single} == {""}
 
@@ -103,14 +103,14 @@ def test_plan_windows_keeps_each_work_on_one_side():
 def test_estimate_key_finds_major_and_minor():
     c_major = np.zeros(12)
     c_major[[0, 2, 4, 5, 7, 9, 11]] = [3, 1, 2, 1, 2.5, 1, 1]
-    assert S.estimate_key(c_major)[:2] == (0, "major")
+    assert theory.estimate_key(c_major)[:2] == (0, "major")
     a_minor = np.zeros(12)
     a_minor[[9, 11, 0, 2, 4, 5, 8]] = [3, 1, 2, 1, 2.5, 1, 1]
-    tonic, mode, r = S.estimate_key(a_minor)
+    tonic, mode, r = theory.estimate_key(a_minor)
     assert (tonic, mode) == (9, "minor") and 0.5 < r <= 1.0
-    assert S.estimate_key(np.zeros(12)) == (0, "major", 0.0)
+    assert theory.estimate_key(np.zeros(12)) == (0, "major", 0.0)
     with pytest.raises(ValueError, match="shape"):
-        S.estimate_key(np.ones(7))
+        theory.estimate_key(np.ones(7))
 
 
 def test_harmonize_fits_melody_and_ends_on_tonic():
@@ -119,14 +119,14 @@ def test_harmonize_fits_melody_and_ends_on_tonic():
                        [65, 8, 1], [69, 9, 1], [72, 10, 2],     # F A C -> IV
                        [62, 12, 4]], dtype=float)               # last bar -> I
     measures = np.array([[0, 4], [4, 8], [8, 12], [12, 16]], dtype=float)
-    chords = S.harmonize(melody, measures, tonic=0, mode="major")
+    chords = theory.harmonize(melody, measures, tonic=0, mode="major")
     assert chords == [(0, 4, 7), (7, 11, 2), (5, 9, 0), (0, 4, 7)]
 
 
 @pytest.mark.parametrize("pattern", ["block", "oompah", "arpeggio"])
 def test_accompaniment_patterns(pattern):
     measures = np.array([[0, 1], [1, 5], [5, 9]], dtype=float)  # a one-beat pick-up
-    upper, bass = S.accompaniment([(0, 4, 7), (7, 11, 2), (0, 4, 7)], measures, beat_q=1.0,
+    upper, bass = theory.accompaniment([(0, 4, 7), (7, 11, 2), (0, 4, 7)], measures, beat_q=1.0,
                                   pattern=pattern)
     assert upper.shape[1] == bass.shape[1] == 3
     assert upper[:, 1].min() >= 1 and bass[:, 1].min() >= 1  # pick-up left out
@@ -136,25 +136,25 @@ def test_accompaniment_patterns(pattern):
     if pattern == "oompah":
         assert sorted(bass[:, 1]) == [1, 3, 5, 7]  # bass on beats 1 and 3
     with pytest.raises(ConfigError, match="pattern"):
-        S.accompaniment([(0, 4, 7)], measures[:1], beat_q=1.0, pattern="waltz")
+        theory.accompaniment([(0, 4, 7)], measures[:1], beat_q=1.0, pattern="waltz")
 
 
 def test_window_loops_short_pieces_and_cuts_long_notes():
     perf = _perf([[60, 0.0, 1.0, 80, 0], [64, 5.0, 9.5, 80, 0]], [0, 5], 10.0)
-    win = S.window(perf, start=0.0, seconds=25.0)
+    win = arrange.window(perf, start=0.0, seconds=25.0)
     assert win.duration == 25.0
     np.testing.assert_allclose(win.notes[:, 1], [0, 5, 10, 15, 20])
     assert win.notes[:, 2].max() <= 25.0
     np.testing.assert_allclose(win.beats, [0, 5, 10, 15, 20])
-    late = S.window(perf, start=5.0, seconds=3.0)
+    late = arrange.window(perf, start=5.0, seconds=3.0)
     np.testing.assert_allclose(late.notes[:, 1:3], [[0.0, 3.0]])
 
 
 def test_n_windows():
     perf = _perf([[60, 0, 1, 80, 0]], [0], 95.0)
-    assert S.n_windows(perf, seconds=30.0, max_windows=8) == 3
-    assert S.n_windows(perf, seconds=30.0, max_windows=1) == 1
-    assert S.n_windows(_perf([[60, 0, 1, 80, 0]], [0], 12.0), seconds=30.0,
+    assert arrange.n_windows(perf, seconds=30.0, max_windows=8) == 3
+    assert arrange.n_windows(perf, seconds=30.0, max_windows=1) == 1
+    assert arrange.n_windows(_perf([[60, 0, 1, 80, 0]], [0], 12.0), seconds=30.0,
                        max_windows=8) == 1
 
 
@@ -176,8 +176,8 @@ def _pattern(pitches, bpm, seconds, velocity, per_beat=1, jitter=0.0, rng=None):
 def test_derive_affect_orders_clear_contrasts(rng):
     major = [60, 64, 67, 72, 67, 64, 62, 65, 69, 71]
     minor = [57, 60, 64, 69, 64, 60, 59, 62, 65, 68]
-    happy = S.derive_affect(_pattern(major, 125, 20, 105, per_beat=2))
-    sad = S.derive_affect(_pattern(minor, 58, 20, 50, jitter=0.2, rng=rng))
+    happy = affect.derive_affect(_pattern(major, 125, 20, 105, per_beat=2))
+    sad = affect.derive_affect(_pattern(minor, 58, 20, 50, jitter=0.2, rng=rng))
     for labels in (happy, sad):
         assert set(labels) == set(TARGETS)
         assert all(0.0 <= v <= 1.0 for v in labels.values())
@@ -188,8 +188,8 @@ def test_derive_affect_orders_clear_contrasts(rng):
 
 def test_derive_affect_uses_the_given_key():
     perf = _pattern([60, 64, 67], 100, 10, 80)
-    as_major = S.derive_affect(perf, tonic_mode=(0, "major"))
-    as_minor = S.derive_affect(perf, tonic_mode=(0, "minor"))
+    as_major = affect.derive_affect(perf, tonic_mode=(0, "major"))
+    as_minor = affect.derive_affect(perf, tonic_mode=(0, "minor"))
     assert as_major["valence"] > as_minor["valence"]
     assert as_major["energy"] == as_minor["energy"]
 
@@ -215,7 +215,7 @@ def test_score_data_reads_pickup_beats_and_chord_symbols():
     bar.insert(2.0, m21.note.Note("E5", quarterLength=1))
     part.append(bar)
     score = m21.stream.Score([part])
-    data = S.score_data(score)
+    data = corpus.score_data(score)
     assert len(data.parts) == 1
     np.testing.assert_allclose(data.parts[0], [[67, 0, 1], [72, 1, 2], [76, 3, 1]])
     np.testing.assert_allclose(data.measures, [[0, 1], [1, 4]])
@@ -226,7 +226,7 @@ def test_score_data_reads_pickup_beats_and_chord_symbols():
 
 def _renderer() -> str:
     pytest.importorskip("pretty_midi")
-    available = S.available_renderers()
+    available = render.available_renderers()
     if not available:
         pytest.skip("no MIDI renderer installed (pip install 'musicaffect[scores]')")
     return available[0]
@@ -238,7 +238,7 @@ def test_to_midi_keeps_notes_and_programs():
 
     perf = _perf([[60, 0.0, 0.5, 90, 0], [64, 0.5, 1.0, 90, 0], [36, 0.0, 1.0, 70, 1]],
                  [0, 0.5], 1.0, programs=(40, 32))
-    pm = pretty_midi.PrettyMIDI(io.BytesIO(S.to_midi(perf)))
+    pm = pretty_midi.PrettyMIDI(io.BytesIO(render.to_midi(perf)))
     assert [i.program for i in pm.instruments] == [40, 32]
     assert [len(i.notes) for i in pm.instruments] == [2, 1]
     assert pm.instruments[0].notes[1].start == pytest.approx(0.5, abs=1e-2)
@@ -247,7 +247,7 @@ def test_to_midi_keeps_notes_and_programs():
 def test_render_midi_gives_normalised_audio():
     renderer = _renderer()
     perf = _perf([[60 + k, k * 0.25, k * 0.25 + 0.2, 90, 0] for k in range(8)], [0], 2.0)
-    y = S.render_midi(S.to_midi(perf), seconds=2.0, sr=22050, renderer=renderer)
+    y = render.render_midi(render.to_midi(perf), seconds=2.0, sr=22050, renderer=renderer)
     assert y.shape == (44100,) and y.dtype == np.float32
     assert np.all(np.isfinite(y))
     assert np.abs(y).max() == pytest.approx(0.9, abs=1e-3)
@@ -257,7 +257,7 @@ def test_render_midi_gives_normalised_audio():
 
 def test_unknown_renderer_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown renderer"):
-        S.resolve_renderer("timidity")
+        render.resolve_renderer("timidity")
 
 
 def test_render_work_renders_a_folk_song_and_resumes(tmp_path):
@@ -265,8 +265,8 @@ def test_render_work_renders_a_folk_song_and_resumes(tmp_path):
     _renderer()
     import soundfile as sf
 
-    work = S.Work("folksong", "essenFolksong/altdeu10.abc", 5)
-    clips = S.render_work(work, tmp_path, seed=0, clip_seconds=6.0)
+    work = corpus.Work("folksong", "essenFolksong/altdeu10.abc", 5)
+    clips = build.render_work(work, tmp_path, seed=0, clip_seconds=6.0)
     assert len(clips) == 1
     clip = clips[0]
     assert clip.genre == "Folk" and clip.group == work.key
@@ -275,7 +275,7 @@ def test_render_work_renders_a_folk_song_and_resumes(tmp_path):
     y, sr = sf.read(tmp_path / clip.file)
     assert sr == 22050 and len(y) == 6 * 22050
     mtime = (tmp_path / clip.file).stat().st_mtime_ns
-    assert S.render_work(work, tmp_path, seed=0, clip_seconds=6.0) == clips
+    assert build.render_work(work, tmp_path, seed=0, clip_seconds=6.0) == clips
     assert (tmp_path / clip.file).stat().st_mtime_ns == mtime
 
 
@@ -285,15 +285,15 @@ def test_build_scores_sample_end_to_end(tmp_path):
     _renderer()
     from musicaffect.data.layout import index_clips, is_synthetic
 
-    root = S.build_scores_sample(tmp_path / "data", seed=0, clips_per_class=2,
+    root = build.build_scores_sample(tmp_path / "data", seed=0, clips_per_class=2,
                                  clip_seconds=8.0, jobs=2, styles=["chorale", "folksong"],
                                  test_fraction=0.5, progress=False)
-    assert (root / S.SOURCE_FILE).read_text().startswith("REAL COMPOSITIONS")
+    assert (root / build.SOURCE_FILE).read_text().startswith("REAL COMPOSITIONS")
     assert not is_synthetic(root)
     genre = [r for split in ("train", "test") for r in index_clips(root, split=split)]
     assert sorted(r.genre20 for r in genre) == ["Classical", "Classical", "Folk", "Folk"]
     tasks = index_clips(root, dataset="multitask", split="train")
     assert tasks and all(set(r.targets) == set(TARGETS) for r in tasks)
-    labels = (root / S.AUDIO_DIR / S.LABELS_FILE).read_text().splitlines()
+    labels = (root / build.AUDIO_DIR / build.LABELS_FILE).read_text().splitlines()
     assert labels[0] == "file,genre,valence,energy,danceability,group,split"
     assert len(labels) == 5

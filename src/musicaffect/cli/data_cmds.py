@@ -8,7 +8,7 @@ import argparse
 
 def _sample_data(args: argparse.Namespace) -> int:
     if args.source == "scores":
-        from musicaffect.features.scores import build_scores_sample
+        from musicaffect.samples.build import build_scores_sample
 
         root = build_scores_sample(args.out, seed=args.seed)
     else:
