@@ -6,7 +6,8 @@ The labels CSV has a ``file`` column (path relative to the audio folder) and any
   include the 10 class names; case-insensitive);
 - ``valence``, ``energy``, ``danceability``: reals in [0, 1] (all three, or none, per row);
 - ``split``: ``train`` or ``test`` (empty: chosen by the seeded rule);
-- ``group``: clips of one group (song, artist, ...) stay on one side of the split.
+- ``group``: clips of one group (song, artist, ...) stay on one side of the split;
+- ``style``: a description, read and ignored (the scores sample writes it).
 
 Where each clip goes:
 
@@ -54,8 +55,8 @@ from musicaffect.features.audio import FeatureParams, extract_file, warm_up
 
 log = logging.getLogger(__name__)
 
-#: columns accepted in the labels CSV
-LABEL_COLUMNS: tuple[str, ...] = ("file", "genre") + TARGETS + ("split", "group")
+#: columns accepted in the labels CSV (``style`` is read and ignored)
+LABEL_COLUMNS: tuple[str, ...] = ("file", "genre") + TARGETS + ("split", "group", "style")
 
 #: file name of a clip on disk (the dataset's unpacked name)
 CLIP_SUFFIX = ".fused.full.npy"

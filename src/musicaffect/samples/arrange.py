@@ -9,13 +9,58 @@ from dataclasses import dataclass
 import numpy as np
 
 from musicaffect.errors import DataError
-from musicaffect.samples.corpus import ScoreData, Style
+from musicaffect.samples.corpus import TEMPO_SPREAD, ScoreData, Style
 from musicaffect.samples.theory import accompaniment, chords_per_bar, estimate_key, key_weights
+
+#: Ensembles for multi-part scores: General MIDI programs from the top part to the bottom
+#: one (the bottom part takes the last program, the parts above it the others in order,
+#: the last-but-one repeated when there are more parts). Every style draws from all of them.
+ENSEMBLES: dict[str, tuple[int, ...]] = {
+    "piano": (0,),
+    "bright piano": (1,),
+    "electric piano": (4,),
+    "harpsichord": (6,),
+    "church organ": (19,),
+    "reed organ": (20,),
+    "accordion": (21,),
+    "guitars": (24, 24, 25, 32),
+    "harp": (46,),
+    "strings": (40, 40, 41, 42),
+    "string orchestra": (48,),
+    "choir": (52,),
+    "voices": (53,),
+    "woodwinds": (73, 68, 71, 70),
+    "recorders and bassoon": (74, 74, 71, 70),
+    "brass": (56, 60, 57, 58),
+    "saxophones": (64, 65, 66, 67),
+    "mallets": (11, 12, 12, 32),
+    "mixed consort": (40, 73, 71, 42),
+}
+
+#: Instruments for single-melody scores, which get an accompaniment: the melody, chord and
+#: bass instrument are drawn each on its own, from the same pools for every style.
+LEADS: dict[str, int] = {
+    "piano": 0, "vibraphone": 11, "accordion": 21, "harmonica": 22, "nylon guitar": 24,
+    "violin": 40, "voice": 53, "trumpet": 56, "alto sax": 65, "oboe": 68, "clarinet": 71,
+    "flute": 73, "recorder": 74, "fiddle": 110,
+}
+CHORD_INSTRUMENTS: dict[str, int] = {
+    "piano": 0, "electric piano": 4, "harpsichord": 6, "church organ": 19, "accordion": 21,
+    "nylon guitar": 24, "steel guitar": 25, "harp": 46, "strings": 48,
+}
+BASS_INSTRUMENTS: dict[str, int] = {
+    "piano": 0, "acoustic bass": 32, "electric bass": 33, "cello": 42, "contrabass": 43,
+    "tuba": 58, "bassoon": 70,
+}
+
+#: beat rate limits (beats per minute) of a tempo taken from a score's marking
+BEAT_BPM_LIMITS: tuple[float, float] = (40.0, 200.0)
 
 
 @dataclass(frozen=True)
 class Arrangement:
-    """How a work is played: tempo, instruments, loudness, accompaniment."""
+    """How a work is played: tempo, instruments (``ensemble`` names them), loudness,
+    accompaniment, and the key it was heard in."""
 
     qpm: float
     programs: tuple[int, ...]
@@ -23,24 +68,56 @@ class Arrangement:
     pattern: str | None
     tonic: int
     mode: str
+    ensemble: str = ""
+
+
+def part_programs(ensemble: tuple[int, ...], n_parts: int) -> tuple[int, ...]:
+    """Programs of ``n_parts`` parts (top to bottom) played by an ensemble of
+    :data:`ENSEMBLES`: the bottom part takes the ensemble's last instrument, the others take
+    its instruments in order (the last-but-one repeated)."""
+    if n_parts < 1:
+        return ()
+    if len(ensemble) == 1:
+        return (ensemble[0],) * n_parts
+    upper = tuple(ensemble[min(i, len(ensemble) - 2)] for i in range(n_parts - 1))
+    return (*upper, ensemble[-1]) if n_parts > 1 else (ensemble[0],)
+
+
+def choose_tempo(data: ScoreData, style: Style, rng: np.random.Generator) -> float:
+    """Quarter notes per minute for a work: the score's marking times a factor drawn from
+    :data:`~musicaffect.samples.corpus.TEMPO_SPREAD` when the style uses markings (the beat
+    rate kept within :data:`BEAT_BPM_LIMITS`), otherwise a beat rate drawn from the style's
+    range."""
+    if style.use_marking and data.qpm is not None:
+        bpm = data.qpm / data.beat_q * float(rng.uniform(*TEMPO_SPREAD))
+        bpm = float(np.clip(bpm, *BEAT_BPM_LIMITS))
+    else:
+        bpm = float(rng.uniform(*style.beat_bpm))
+    return bpm * data.beat_q
 
 
 def choose_arrangement(data: ScoreData, style: Style, rng: np.random.Generator) -> Arrangement:
-    """Draw tempo, ensemble, loudness and accompaniment pattern for a work (seeded)."""
-    if style.use_marking and data.qpm is not None:
-        qpm = data.qpm * float(rng.uniform(0.95, 1.05))
-    else:
-        qpm = float(rng.uniform(*style.beat_bpm)) * data.beat_q
+    """Draw tempo, instruments, loudness and accompaniment pattern for a work (seeded).
+
+    The instruments come from pools shared by every style (:data:`ENSEMBLES` for multi-part
+    scores; :data:`LEADS`, :data:`CHORD_INSTRUMENTS` and :data:`BASS_INSTRUMENTS` for
+    single-melody scores), so that the SoundFont's timbre does not tell the style.
+    """
+    qpm = choose_tempo(data, style, rng)
     melody_only = len(data.parts) == 1
-    choices = style.lead_ensembles if melody_only else style.ensembles
-    ensemble = choices[int(rng.integers(len(choices)))]
-    n_tracks = 3 if melody_only else len(data.parts)
-    programs = tuple(ensemble[i % len(ensemble)] for i in range(n_tracks))
+    if melody_only:
+        picks = [list(pool)[int(rng.integers(len(pool)))]
+                 for pool in (LEADS, CHORD_INSTRUMENTS, BASS_INSTRUMENTS)]
+        programs = (LEADS[picks[0]], CHORD_INSTRUMENTS[picks[1]], BASS_INSTRUMENTS[picks[2]])
+        ensemble = " + ".join(picks)
+    else:
+        ensemble = list(ENSEMBLES)[int(rng.integers(len(ENSEMBLES)))]
+        programs = part_programs(ENSEMBLES[ensemble], len(data.parts))
     velocity = int(rng.integers(style.velocity[0], style.velocity[1] + 1))
     pattern = style.patterns[int(rng.integers(len(style.patterns)))] if melody_only else None
     tonic, mode, _ = estimate_key(key_weights(data))
     return Arrangement(qpm=qpm, programs=programs, velocity=velocity, pattern=pattern,
-                       tonic=tonic, mode=mode)
+                       tonic=tonic, mode=mode, ensemble=ensemble)
 
 
 @dataclass
@@ -108,3 +185,14 @@ def window(perf: Performance, *, start: float, seconds: float) -> Performance:
 def n_windows(perf: Performance, *, seconds: float, max_windows: int) -> int:
     """How many non-overlapping windows of ``seconds`` a performance gives (at least 1)."""
     return max(1, min(max_windows, int(perf.duration // seconds)))
+
+
+def window_starts(perf: Performance, *, seconds: float, max_windows: int) -> list[float]:
+    """Start times of the excerpts of a performance: :func:`n_windows` of them, spread
+    evenly from the start to the end (the first at 0, the last ending with the piece), so
+    that they do not overlap and cover the whole work, not only its opening."""
+    count = n_windows(perf, seconds=seconds, max_windows=max_windows)
+    if count == 1:
+        return [0.0]
+    last = max(perf.duration - seconds, 0.0)
+    return [round(float(s), 3) for s in np.linspace(0.0, last, count)]

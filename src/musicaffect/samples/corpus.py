@@ -38,83 +38,91 @@ class Style:
 
     ``families`` are regular expressions over corpus paths (relative, with ``/``); candidates
     are drawn from the families in turn so that no collection crowds out the others.
-    ``ensembles`` are General MIDI programs for multi-part scores, one per part (top to
-    bottom, cycled); ``lead_ensembles`` are ``(melody, chords, bass)`` for single-melody
-    scores, which get an accompaniment.
+    ``genre`` is the FMA genre name the style is filed under (``label_by="genre"``).
     ``beat_bpm`` is the tempo range, in beats of the time signature per minute, used when
-    the score has no tempo marking (or ``use_marking`` is False).
+    the score has no tempo marking (or ``use_marking`` is False); with a marking, the tempo
+    is the marking times a factor drawn from :data:`TEMPO_SPREAD`.
+    ``patterns``: the accompaniment patterns for single-melody scores.
+    ``windows``: excerpts per work at least (a style with few works takes more of each).
+    The instruments are not part of the style: every style draws from the same pools
+    (:mod:`musicaffect.samples.arrange`).
     """
 
     name: str
     genre: str
     families: tuple[str, ...]
-    ensembles: tuple[tuple[int, ...], ...]
-    lead_ensembles: tuple[tuple[int, int, int], ...]
     beat_bpm: tuple[float, float]
     velocity: tuple[int, int]
-    patterns: tuple[str, ...] = ("block",)
+    patterns: tuple[str, ...] = ("block", "arpeggio", "oompah")
     use_marking: bool = False
-    max_windows: int = 1
+    windows: int = 1
     description: str = ""
 
 
+#: factor range applied to a score's own tempo marking (``Style.use_marking``)
+TEMPO_SPREAD: tuple[float, float] = (0.8, 1.25)
+
 STYLES: dict[str, Style] = {s.name: s for s in (
-    Style("chorale", "Classical", (r"bach/bwv\d+(\.\d+)?\.mxl",),
-          ensembles=((52,), (19,), (48,), (0,), (56, 60, 57, 58), (73, 68, 71, 70)),
-          lead_ensembles=((52, 19, 19),), beat_bpm=(60, 84), velocity=(60, 85),
-          description="J. S. Bach, four-part chorales"),
+    Style("medieval", "Classical",
+          (r"trecento/(?!.*_bak\.)(?!PMFC_13_01-.*\.mxl$).+\.(xml|mxl)", r"luca/gloria\.xml"),
+          beat_bpm=(60, 110), velocity=(55, 90), use_marking=True,
+          description="Italian Trecento (14th century): ballate, madrigals and mass movements "
+                      "by Landini, Jacopo da Bologna, Giovanni da Firenze, Ciconia and others"),
     Style("renaissance", "Classical",
           (r"palestrina/.+\.krn", r"monteverdi/madrigal\.\d+\.\d+\.mxl"),
-          ensembles=((52,), (53,), (74, 74, 71, 70), (48,), (19,), (40, 41, 42, 42), (0,)),
-          lead_ensembles=((52, 19, 19),), beat_bpm=(55, 80), velocity=(55, 80),
+          beat_bpm=(50, 90), velocity=(55, 85),
           description="Palestrina mass movements and Monteverdi madrigals"),
+    Style("chorale", "Classical", (r"bach/bwv(?!846\.)\d+(\.\d+)?\.mxl",),
+          beat_bpm=(56, 96), velocity=(60, 90),
+          description="J. S. Bach, four-part chorales"),
     Style("quartet", "Classical",
           (r"haydn/opus\w+/movement\d\.mxl", r"mozart/k(80|155|156|458)/movement\d\.mxl",
            r"beethoven/opus(18no1|59no\d)/movement\d\.mxl",
            r"schumann_robert/opus41no1/movement\d\.mxl"),
-          ensembles=((40, 40, 41, 42), (40, 40, 41, 42), (48,), (0,), (73, 68, 71, 70)),
-          lead_ensembles=((40, 48, 42),), beat_bpm=(70, 130), velocity=(60, 100), use_marking=True,
+          beat_bpm=(60, 140), velocity=(60, 100), use_marking=True,
           description="string quartets by Haydn, Mozart, Beethoven and Robert Schumann"),
+    Style("romantic", "Classical",
+          (r"chopin/mazurka06-2\.krn", r"schumann_clara/(polonaise_op1n\d\.mxl|"
+           r"opus17/movement3\.xml)", r"schumann_robert/dichterliebe_no2\.xml",
+           r"schubert/Lindenbaum\.xml", r"verdi/laDonnaEMobile\.mxl",
+           r"weber/concertino_clarinet\.mxl", r"beach/prayer_of_a_tired_child\.musicxml"),
+          beat_bpm=(60, 120), velocity=(55, 100), use_marking=True, windows=6,
+          description="19th-century piano music and song: Chopin, Clara and Robert Schumann, "
+                      "Schubert, Verdi, Weber, Amy Beach"),
     Style("folksong", "Folk",
           (r"essenFolksong/(altdeu|ballad|boehme|dva|erk|fink|kinder|zuccal)\d+\.abc",),
-          ensembles=((73, 40, 42, 32),),
-          lead_ensembles=((73, 24, 32), (53, 0, 0), (40, 48, 42), (0, 0, 0), (71, 21, 32),
-                          (21, 21, 21)),
-          beat_bpm=(80, 120), velocity=(65, 95),
-          patterns=("block", "arpeggio", "oompah"),
+          beat_bpm=(70, 130), velocity=(65, 95),
           description="German folk songs of the Essen collection, with an accompaniment"),
     Style("fiddle", "Folk", (r"oneills1850/.+\.abc", r"ryansMammoth/.+\.abc"),
-          ensembles=((40, 73, 42, 32),),
-          lead_ensembles=((40, 25, 32), (110, 0, 0), (73, 24, 32), (21, 21, 21), (0, 0, 0),
-                          (71, 48, 42)),
-          beat_bpm=(95, 130), velocity=(75, 105),
-          patterns=("oompah", "block", "arpeggio"),
+          beat_bpm=(90, 140), velocity=(70, 105),
           description="Irish (O'Neill's 1850) and American (Ryan's Mammoth) fiddle tunes, "
                       "with an accompaniment"),
     Style("ragtime", "Jazz", (r"joplin/maple_leaf_rag\.mxl",
                               r"leadSheet/berlinAlexandersRagtime\.mxl"),
-          ensembles=((0,), (1,), (3,)),
-          lead_ensembles=((0, 0, 0), (56, 0, 58), (65, 0, 32), (71, 0, 32)),
-          beat_bpm=(80, 105), velocity=(70, 100), patterns=("oompah",), max_windows=8,
+          beat_bpm=(70, 110), velocity=(70, 100), patterns=("oompah",), windows=8,
           description="Joplin's Maple Leaf Rag (piano) and Berlin's Alexander's Ragtime Band "
                       "(lead sheet with its chord symbols)"),
 )}
 
 
-def genre_styles(styles: Sequence[str] | None = None) -> dict[str, list[str]]:
-    """Group style names by their FMA genre, in :data:`STYLES` order."""
-    out: dict[str, list[str]] = {}
-    for name in styles or list(STYLES):
+def check_styles(styles: Sequence[str] | None = None) -> list[str]:
+    """The style names asked for (default: all of :data:`STYLES`), checked, in
+    :data:`STYLES` order and without repeats.
+
+    Raises
+    ------
+    ConfigError
+        An unknown style name, or an empty list.
+    """
+    if styles is None:
+        return list(STYLES)
+    for name in styles:
         if name not in STYLES:
             raise ConfigError(f"unknown score style {name!r}: choose from {', '.join(STYLES)}")
-        out.setdefault(STYLES[name].genre, []).append(name)
+    out = [name for name in STYLES if name in set(styles)]
+    if not out:
+        raise ConfigError(f"no score style given: choose from {', '.join(STYLES)}")
     return out
-
-
-def style_quotas(n: int, k: int) -> list[int]:
-    """Split ``n`` clips over ``k`` styles as evenly as possible (earlier styles get the
-    remainder)."""
-    return [n // k + (i < n % k) for i in range(k)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -136,13 +144,19 @@ class Work:
 
     @property
     def group(self) -> str:
-        """The larger work this belongs to (a quartet, a mass): clips of one group stay on
-        one side of the train/test split."""
+        """The larger work this belongs to (a quartet, a mass, a set of polonaises; the
+        versions of one Trecento piece): clips of one group stay on one side of the
+        train/test split."""
         if self.style == "quartet":
             return self.path.rsplit("/", 1)[0]
         if self.path.startswith("palestrina/"):
             m = re.search(r"_(\d+)(_[a-z])?\.krn$", self.path)
             return f"palestrina/mass{m.group(1)}" if m else self.path
+        if self.path.startswith("trecento/"):  # versions a/b and copies of one piece
+            m = re.match(r"trecento/(PMFC_\d+[_-](?:[A-Za-z]+[_-])?\d+)[ab]?-", self.path)
+            return f"trecento/{m.group(1)}" if m else self.path
+        if self.path.startswith("schumann_clara/polonaise_op1"):
+            return "schumann_clara/op1"
         return self.key
 
     @property
@@ -249,13 +263,14 @@ class ScoreData:
     title: str = ""
 
 
-def parse_work(work: Work) -> Any:
-    """Parse a work with music21 (repeats expanded when the style takes several windows)."""
+def parse_work(work: Work, *, expand_repeats: bool = False) -> Any:
+    """Parse a work with music21 (repeats expanded when asked: when several excerpts of a
+    work are taken)."""
     from music21 import corpus
 
     score = corpus.parse(work.path, number=work.number) if work.number is not None \
         else corpus.parse(work.path)
-    if STYLES[work.style].max_windows > 1:
+    if expand_repeats:
         try:
             score = score.expandRepeats()
         except Exception as err:  # music21 raises many types on odd repeats
