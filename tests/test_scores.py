@@ -2,47 +2,74 @@
 
 from __future__ import annotations
 
+import csv
+import logging
+from collections import Counter
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from musicaffect.data.labels import GENRES20, TARGETS, map_genre
-from musicaffect.errors import ConfigError
+from musicaffect.errors import ConfigError, DataError
 from musicaffect.samples import affect, arrange, build, corpus, render, theory
 
 
 def _perf(notes, beats, seconds, programs=(0,)) -> arrange.Performance:
     return arrange.Performance(notes=np.array(notes, dtype=float).reshape(-1, 5),
-                         beats=np.array(beats, dtype=float), programs=programs,
-                         duration=seconds)
+                               beats=np.array(beats, dtype=float), programs=programs,
+                               duration=seconds)
 
 
-def _clip(file: str, work: str) -> build.ClipInfo:
-    return build.ClipInfo(file=file, style="ragtime", genre="Jazz", group=work, work=work,
-                      title="", window=0, start=0.0, qpm=100.0, key="C major", programs="0",
-                      renderer="x", valence=0.5, energy=0.5, danceability=0.5)
+def _clip(file: str, work: str, style: str = "ragtime", group: str | None = None,
+          window: int = 0) -> build.ClipInfo:
+    return build.ClipInfo(file=file, style=style, genre=corpus.STYLES[style].genre,
+                          group=group or work, work=work, title="", window=window, start=0.0,
+                          qpm=100.0, key="C major", ensemble="piano", programs="0",
+                          renderer="x", valence=0.5, energy=0.5, danceability=0.5)
 
 
 # ---------------------------------------------------------------------------------------
-# styles and selection
+# styles, sizes and works
 
 
 def test_styles_map_to_fma_genres_with_three_lab_classes():
     genres = {s.genre for s in corpus.STYLES.values()}
     assert genres <= set(GENRES20)
     assert len({map_genre(g) for g in genres} - {None}) >= 3
-    assert corpus.genre_styles() == {"Classical": ["chorale", "renaissance", "quartet"],
-                                "Folk": ["folksong", "fiddle"], "Jazz": ["ragtime"]}
+    assert len(corpus.STYLES) >= 6
 
 
-def test_unknown_style_is_a_config_error():
+def test_sizes_use_known_styles_and_dev_is_big_enough():
+    for spec in build.SIZES.values():
+        assert set(spec.styles) <= set(corpus.STYLES)
+    dev = build.SIZES["dev"]
+    assert len(dev.styles) >= 6 and dev.windows > 1
+    # ragtime has two works of at most 8 excerpts: the others must make up >= 300 clips
+    big = [s for s in dev.styles if corpus.STYLES[s].name != "ragtime"]
+    assert dev.clips_per_style * (len(big) - 1) >= 300  # even if one more style falls short
+    small = build.sample_quotas("small")
+    assert 30 <= sum(small.values()) <= 50 and len(small) == 6
+
+
+def test_check_styles_orders_and_rejects():
+    assert corpus.check_styles(["ragtime", "chorale", "ragtime"]) == ["chorale", "ragtime"]
+    assert corpus.check_styles(None) == list(corpus.STYLES)
     with pytest.raises(ConfigError, match="unknown score style 'disco'"):
-        corpus.genre_styles(["chorale", "disco"])
+        corpus.check_styles(["chorale", "disco"])
+    with pytest.raises(ConfigError, match="no score style"):
+        corpus.check_styles([])
 
 
-@pytest.mark.parametrize(("n", "k", "expected"), [(16, 3, [6, 5, 5]), (16, 2, [8, 8]),
-                                                  (2, 3, [1, 1, 0])])
-def test_style_quotas_split_evenly(n, k, expected):
-    assert corpus.style_quotas(n, k) == expected
+def test_sample_quotas_follow_size_styles_and_overrides():
+    assert build.sample_quotas("dev") == dict.fromkeys(build.SIZES["dev"].styles,
+                                                       build.SIZES["dev"].clips_per_style)
+    assert build.sample_quotas("small", styles=["fiddle", "medieval"], clips_per_style=3) == {
+        "medieval": 3, "fiddle": 3}
+    with pytest.raises(ConfigError, match="unknown size 'full'.*small or dev"):
+        build.sample_quotas("full")
+    with pytest.raises(ConfigError, match="clips_per_style"):
+        build.sample_quotas("small", clips_per_style=0)
 
 
 def test_work_slug_group_and_key():
@@ -52,8 +79,31 @@ def test_work_slug_group_and_key():
     assert "." not in tune.slug and tune.slug.startswith("fiddle_")
     movement = corpus.Work("quartet", "mozart/k458/movement2.mxl")
     assert movement.group == "mozart/k458"
-    assert corpus.Work("renaissance", "palestrina/Agnus_II_03_b.krn").group == "palestrina/mass03"
+    assert corpus.Work("renaissance", "palestrina/Agnus_II_03_b.krn").group == \
+        "palestrina/mass03"
     assert "." not in corpus.Work("chorale", "bach/bwv66.6.mxl").slug
+    # versions a/b of one Trecento piece, and a set of polonaises, are one group each
+    a = corpus.Work("medieval", "trecento/PMFC_12_10a-Credo PMFC12.10a.xml")
+    b = corpus.Work("medieval", "trecento/PMFC_12_10b-Credo PMFC12.10b.xml")
+    other = corpus.Work("medieval", "trecento/PMFC_12_11a-Credo PMFC12.11a.xml")
+    assert a.group == b.group != other.group
+    assert corpus.Work("medieval", "trecento/PMFC_04-Cara mi donna.xml").group == \
+        "trecento/PMFC_04-Cara mi donna.xml"
+    assert corpus.Work("romantic", "schumann_clara/polonaise_op1n2.mxl").group == \
+        corpus.Work("romantic", "schumann_clara/polonaise_op1n4.mxl").group
+
+
+def test_style_families_select_the_intended_files(tmp_path):
+    paths = ["bach/bwv66.6.mxl", "bach/bwv846.mxl", "trecento/PMFC_12_4-Gloria Rvat 1419.xml",
+             "trecento/PMFC_12_4-Gloria Rvat 1419_bak.xml", "beethoven/opus132.mxl",
+             "beethoven/opus18no1/movement1.mxl", "beethoven/opus18no1/movement1.krn",
+             "schumann_clara/polonaise_op1n1.mxl", "schumann_robert/opus48no2.mxl"]
+    chosen = {s: {w.path for w in corpus.candidate_works(s, paths=paths, root=tmp_path)}
+              for s in ("chorale", "medieval", "quartet", "romantic")}
+    assert chosen["chorale"] == {"bach/bwv66.6.mxl"}  # the WTC prelude is not a chorale
+    assert chosen["medieval"] == {"trecento/PMFC_12_4-Gloria Rvat 1419.xml"}  # no backup
+    assert chosen["quartet"] == {"beethoven/opus18no1/movement1.mxl"}  # no whole quartets
+    assert chosen["romantic"] == {"schumann_clara/polonaise_op1n1.mxl"}  # no duplicate song
 
 
 def test_abc_numbers_reads_x_fields():
@@ -79,25 +129,160 @@ def test_candidate_works_expand_tunebooks(tmp_path):
     (tmp_path / "oneills1850").mkdir()
     (tmp_path / "oneills1850" / "0001-0050.abc").write_text("X:1\nK:G\nA|\n\nX:2\nK:D\nB|\n")
     works = corpus.candidate_works("fiddle", seed=0, paths=["oneills1850/0001-0050.abc"],
-                              root=tmp_path)
+                                   root=tmp_path)
     assert sorted(w.number for w in works) == [1, 2]
 
 
-def test_plan_windows_keeps_each_work_on_one_side():
-    a = [_clip(f"a{k}.wav", "A") for k in range(6)]
-    b = [_clip(f"b{k}.wav", "B") for k in range(5)]
-    plan = build.plan_windows([a, b], quota=10, test_fraction=0.2)
-    assert len(plan) == 8  # work A has only 6 windows for the 8 training clips
-    sides = {c.work: {p.split for p in plan if p.work == c.work} for c in plan}
-    assert sides == {"A": {"train"}, "B": {"test"}}
-    assert [c.file for c in plan if c.split == "test"] == ["b0.wav", "b1.wav"]
-    single = build.plan_windows([a], quota=3)
-    assert [c.file for c in single] == ["a0.wav", "a1.wav", "a2.wav"]
-    assert {c.split for c in single} == {""}
+# ---------------------------------------------------------------------------------------
+# choosing clips and splitting
+
+
+def test_works_wanted_fills_the_quota_with_at_least_two_works():
+    assert build.works_wanted(9, [], windows=3) == 3
+    assert build.works_wanted(9, [], windows=1) == 9
+    one = [[_clip(f"a{k}.wav", "A") for k in range(8)]]
+    assert build.works_wanted(8, one, windows=8) == 1  # quota met, but a second work
+    # two works seen, 1.5 clips each: 3 more works for the 4 missing clips
+    seen = [[_clip("a.wav", "A")], [_clip("b0.wav", "B"), _clip("b1.wav", "B")]]
+    assert build.works_wanted(7, seen, windows=3) == 3
+    assert build.works_wanted(3, seen, windows=3) == 0
+
+
+def test_pick_clips_shares_the_quota_between_works():
+    a = [_clip(f"a{k}.wav", "A", window=k) for k in range(6)]
+    b = [_clip(f"b{k}.wav", "B", window=k) for k in range(2)]
+    c = [_clip("c0.wav", "C")]
+    picked = build.pick_clips([a, b, [], c], quota=6)
+    assert [p.file for p in picked] == ["a0.wav", "b0.wav", "c0.wav", "a1.wav", "b1.wav",
+                                        "a2.wav"]
+    assert len(build.pick_clips([a, b, c], quota=100)) == 9
+
+
+def test_style_splits_are_grouped_stratified_and_seeded():
+    clips = []
+    for style, n_groups, per_group in (("chorale", 20, 1), ("quartet", 6, 5),
+                                       ("ragtime", 2, 4)):
+        for g in range(n_groups):
+            clips += [_clip(f"{style}{g}-{k}.wav", f"{style}/w{g}", style=style,
+                            group=f"{style}/g{g}", window=k) for k in range(per_group)]
+    out = build.assign_style_splits(clips, test_fraction=0.2, seed=0)
+    assert [c.file for c in out] == [c.file for c in clips]
+    sides = {}
+    for c in out:
+        sides.setdefault(c.group, set()).add(c.split)
+    assert all(len(s) == 1 for s in sides.values())  # a group on one side only
+    tests = Counter(c.style for c in out if c.split == "test")
+    assert tests["chorale"] == 4 and tests["quartet"] == 5
+    assert tests["ragtime"] == 4  # two works: one each side
+    assert build.assign_style_splits(clips, test_fraction=0.2, seed=0) == out
+    others = [build.assign_style_splits(clips, test_fraction=0.2, seed=s) for s in (1, 2, 3)]
+    assert any(o != out for o in others)
+    assert {c.split for c in build.assign_style_splits(clips, test_fraction=0.0)} == {"train"}
+    with pytest.raises(ConfigError, match="test_fraction"):
+        build.assign_style_splits(clips, test_fraction=1.0)
+
+
+def _fake_render(monkeypatch, works_by_style, windows_of, fail=()):
+    """select_and_render with fake works: work i of a style gives ``windows_of(key)``
+    excerpts (at most the cap); works named in ``fail`` raise DataError."""
+    calls = []
+
+    def render_work(work, audio_dir, *, windows=1, **_):
+        calls.append((work.key, windows))
+        if work.key in fail:
+            raise DataError("cannot read", path=work.key)
+        n = min(windows, windows_of(work.key))
+        return [_clip(f"{work.slug}-w{k}.wav", work.key, style=work.style, group=work.group,
+                      window=k) for k in range(n)]
+
+    monkeypatch.setattr(build, "render_work", render_work)
+    monkeypatch.setattr(build, "resolve_renderer", lambda r="auto": "fake")
+    monkeypatch.setattr(build, "candidate_works", lambda s, seed=0: works_by_style[s])
+    return calls
+
+
+def test_select_and_render_meets_quotas_replaces_failures_and_reports_shortfall(
+        tmp_path, monkeypatch, caplog):
+    works = {"chorale": [corpus.Work("chorale", f"bach/bwv{i}.mxl") for i in range(20)],
+             "quartet": [corpus.Work("quartet", f"haydn/opus{i}/movement1.mxl")
+                         for i in range(10)],
+             "ragtime": [corpus.Work("ragtime", "joplin/a.mxl"),
+                         corpus.Work("ragtime", "joplin/b.mxl")]}
+    calls = _fake_render(monkeypatch, works, lambda key: 1 if "bach" in key else 9 if "joplin" in key else 5,
+                         fail={"bach/bwv1.mxl"})
+    with caplog.at_level(logging.WARNING):
+        clips = build.select_and_render(tmp_path, {"chorale": 5, "quartet": 7, "ragtime": 20},
+                                        windows=3, jobs=1, progress=False)
+    by_style = Counter(c.style for c in clips)
+    assert by_style == {"chorale": 5, "quartet": 7, "ragtime": 16}
+    assert "bach/bwv1.mxl" not in {c.work for c in clips}  # failed, replaced
+    assert len({c.work for c in clips if c.style == "chorale"}) == 5
+    # quartet: 3 excerpts per work at most, shared out from the first excerpts
+    quartet = [c for c in clips if c.style == "quartet"]
+    assert len({c.work for c in quartet}) == 3 and max(c.window for c in quartet) == 2
+    assert dict(calls)["haydn/opus0/movement1.mxl"] == 3
+    assert dict(calls)["joplin/a.mxl"] == 8  # ragtime's own cap (few works)
+    assert "style ragtime: 16 of 20 clips" in caplog.text
+    assert all(c.split == "" for c in clips)
+
+
+# ---------------------------------------------------------------------------------------
+# labels
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("label_by", ["genre", "style"])
+def test_write_labels_genre_column_follows_label_by(tmp_path, label_by):
+    clips = [_clip("a.wav", "A", style="chorale"), _clip("b.wav", "B", style="fiddle"),
+             _clip("c.wav", "C", style="ragtime")]
+    clips = [replace(c, split=s) for c, s in zip(clips, ("train", "test", "train"))]
+    labels, works = build.write_labels(clips, tmp_path, label_by=label_by)
+    rows = _read_csv(labels)
+    assert list(rows[0]) == ["file", "genre", "style", *TARGETS, "group", "split"]
+    assert [r["style"] for r in rows] == ["chorale", "fiddle", "ragtime"]
+    expected = (["Classical", "Folk", "Jazz"] if label_by == "genre"
+                else ["chorale", "fiddle", "ragtime"])
+    assert [r["genre"] for r in rows] == expected
+    assert [r["split"] for r in rows] == ["train", "test", "train"]
+    detail = _read_csv(works)
+    assert [r["genre"] for r in detail] == ["Classical", "Folk", "Jazz"]
+    assert detail[0]["ensemble"] == "piano"
+
+
+def test_labels_by_genre_are_accepted_by_build_dataset(tmp_path):
+    from musicaffect.features.build import read_labels
+
+    clips = [replace(_clip("a.wav", "A", style="quartet"), split="test")]
+    labels, _ = build.write_labels(clips, tmp_path)
+    rows = read_labels(labels)
+    assert [(r.file, r.genre, r.split, r.group) for r in rows] == [
+        ("a.wav", "Classical", "test", "A")]
+
+
+def test_write_labels_rejects_unknown_label_by(tmp_path):
+    with pytest.raises(ConfigError, match="label_by"):
+        build.write_labels([], tmp_path, label_by="mood")
+    with pytest.raises(ConfigError, match="label_by"):
+        build.build_scores_sample(tmp_path, label_by="mood")
+
+
+def test_source_text_counts_styles_and_splits():
+    clips = [replace(_clip(f"{s}{i}.wav", f"{s}{i}", style=s), split=sp)
+             for s in ("chorale", "ragtime") for i, sp in enumerate(("train", "train", "test"))]
+    text = build.source_text(clips, size="dev", seed=3, clip_seconds=30.0, label_by="style")
+    assert text.startswith("REAL COMPOSITIONS")
+    assert "--size dev" in text and "not listener ratings" in text
+    assert "chorale      (Classical) 2/1 clips, 3 groups" in text
+    assert "Clips: 6 (4 train, 2 test)" in text
 
 
 # ---------------------------------------------------------------------------------------
 # harmony and arrangement
+
 
 
 def test_estimate_key_finds_major_and_minor():
@@ -156,6 +341,74 @@ def test_n_windows():
     assert arrange.n_windows(perf, seconds=30.0, max_windows=1) == 1
     assert arrange.n_windows(_perf([[60, 0, 1, 80, 0]], [0], 12.0), seconds=30.0,
                        max_windows=8) == 1
+
+
+def test_window_starts_spread_over_the_whole_piece():
+    perf = _perf([[60, 0, 1, 80, 0]], [0], 200.0)
+    starts = arrange.window_starts(perf, seconds=30.0, max_windows=3)
+    assert starts == [0.0, 85.0, 170.0]  # the last excerpt ends with the piece
+    assert np.all(np.diff(starts) >= 30.0)  # no overlap
+    assert arrange.window_starts(perf, seconds=30.0, max_windows=1) == [0.0]
+    assert arrange.window_starts(_perf([[60, 0, 1, 80, 0]], [0], 50.0), seconds=30.0,
+                                 max_windows=3) == [0.0]
+    many = arrange.window_starts(perf, seconds=30.0, max_windows=20)
+    assert len(many) == 6 and many[-1] + 30.0 <= 200.0 + 1e-9
+
+
+def test_part_programs_give_the_bottom_part_the_bass_instrument():
+    strings = arrange.ENSEMBLES["strings"]  # violin, violin, viola, cello
+    assert arrange.part_programs(strings, 4) == (40, 40, 41, 42)
+    assert arrange.part_programs(strings, 2) == (40, 42)
+    assert arrange.part_programs(strings, 6) == (40, 40, 41, 41, 41, 42)
+    assert arrange.part_programs(strings, 1) == (40,)
+    assert arrange.part_programs((0,), 3) == (0, 0, 0)
+
+
+def _score(n_parts: int, qpm: float | None = None, beat_q: float = 1.0) -> corpus.ScoreData:
+    part = np.array([[60, 0, 1], [64, 1, 1], [67, 2, 2]], dtype=float)
+    return corpus.ScoreData(parts=[part + [12 * (n_parts - i), 0, 0] for i in range(n_parts)],
+                            measures=np.array([[0.0, 4.0]]), beats=np.arange(4.0),
+                            beat_q=beat_q, total_q=4.0, qpm=qpm)
+
+
+def test_instruments_come_from_pools_shared_by_every_style():
+    styles = list(corpus.STYLES)
+    for n_parts in (1, 4):
+        data = _score(n_parts)
+        seen = {s: Counter() for s in styles}
+        for seed in range(200):
+            picks = [arrange.choose_arrangement(data, corpus.STYLES[s],
+                                                np.random.default_rng(seed)) for s in styles]
+            # the same random state gives the same instruments whatever the style
+            assert len({(p.programs, p.ensemble) for p in picks}) == 1
+            for s, p in zip(styles, picks):
+                seen[s][p.ensemble] += 1
+        pool = len(arrange.ENSEMBLES) if n_parts > 1 else len(arrange.LEADS)
+        for s in styles:
+            assert len(seen[s]) >= min(pool, 10), s
+        arr = picks[0]
+        assert len(arr.programs) == (3 if n_parts == 1 else 4)
+        assert (arr.pattern is None) == (n_parts > 1)
+
+
+def test_tempo_varies_within_a_style_and_follows_markings():
+    chorale, quartet = corpus.STYLES["chorale"], corpus.STYLES["quartet"]
+    draws = [arrange.choose_tempo(_score(4, beat_q=1.5), chorale, np.random.default_rng(s))
+             for s in range(100)]
+    lo, hi = chorale.beat_bpm
+    assert lo * 1.5 <= min(draws) and max(draws) <= hi * 1.5
+    assert max(draws) - min(draws) > 0.5 * (hi - lo) * 1.5
+    marked = [arrange.choose_tempo(_score(4, qpm=100.0), quartet, np.random.default_rng(s))
+              for s in range(100)]
+    assert 100 * corpus.TEMPO_SPREAD[0] <= min(marked) <= max(marked) <= \
+        100 * corpus.TEMPO_SPREAD[1]
+    assert max(marked) / min(marked) > 1.3
+    fast = arrange.choose_tempo(_score(4, qpm=400.0), quartet, np.random.default_rng(0))
+    assert fast == pytest.approx(arrange.BEAT_BPM_LIMITS[1])  # kept within the limits
+    # no marking: the style's range
+    assert quartet.beat_bpm[0] <= arrange.choose_tempo(_score(4), quartet,
+                                                       np.random.default_rng(0)) <= \
+        quartet.beat_bpm[1]
 
 
 # ---------------------------------------------------------------------------------------
@@ -277,6 +530,13 @@ def test_render_work_renders_a_folk_song_and_resumes(tmp_path):
     mtime = (tmp_path / clip.file).stat().st_mtime_ns
     assert build.render_work(work, tmp_path, seed=0, clip_seconds=6.0) == clips
     assert (tmp_path / clip.file).stat().st_mtime_ns == mtime
+    # several excerpts (repeats expanded): a new render, spread over the tune
+    excerpts = build.render_work(work, tmp_path, seed=0, clip_seconds=6.0, windows=3)
+    assert [c.window for c in excerpts] == [0, 1, 2]
+    assert excerpts[0].start == 0.0 and np.all(np.diff([c.start for c in excerpts]) >= 6.0)
+    assert excerpts[0].ensemble == clip.ensemble and excerpts[0].qpm == clip.qpm
+    assert len({c.file for c in excerpts}) == 3
+    assert all((tmp_path / c.file).is_file() for c in excerpts)
 
 
 @pytest.mark.slow
@@ -285,9 +545,9 @@ def test_build_scores_sample_end_to_end(tmp_path):
     _renderer()
     from musicaffect.data.layout import index_clips, is_synthetic
 
-    root = build.build_scores_sample(tmp_path / "data", seed=0, clips_per_class=2,
-                                 clip_seconds=8.0, jobs=2, styles=["chorale", "folksong"],
-                                 test_fraction=0.5, progress=False)
+    root = build.build_scores_sample(tmp_path / "data", seed=0, clips_per_style=2,
+                                     clip_seconds=8.0, jobs=2, styles=["chorale", "folksong"],
+                                     test_fraction=0.5, progress=False)
     assert (root / build.SOURCE_FILE).read_text().startswith("REAL COMPOSITIONS")
     assert not is_synthetic(root)
     genre = [r for split in ("train", "test") for r in index_clips(root, split=split)]
@@ -295,5 +555,5 @@ def test_build_scores_sample_end_to_end(tmp_path):
     tasks = index_clips(root, dataset="multitask", split="train")
     assert tasks and all(set(r.targets) == set(TARGETS) for r in tasks)
     labels = (root / build.AUDIO_DIR / build.LABELS_FILE).read_text().splitlines()
-    assert labels[0] == "file,genre,valence,energy,danceability,group,split"
+    assert labels[0] == "file,genre,style,valence,energy,danceability,group,split"
     assert len(labels) == 5

@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", choices=("small", "dev", "full"), default="small",
                    help="small: seconds, for tests and demos (scores: ~42 clips, 6 styles); "
                         "full (synthetic only): the real dataset's sizes (about 8 GB as "
-                        ".npy); dev (scores only): ~320 clips over 8 styles, to choose "
+                        ".npy); dev (scores only): ~350 clips over 8 styles, to choose "
                         "models with (about an hour on 2 cores)")
     p.add_argument("--gz", action="store_true",
                    help="write .npy.gz files (the original release) instead of .npy")

@@ -64,9 +64,9 @@ SIZES: dict[str, SampleSize] = {s.name: s for s in (
     SampleSize("small", ("renaissance", "chorale", "quartet", "folksong", "fiddle", "ragtime"),
                clips_per_style=7, windows=1,
                description="the quick demo: 6 styles, one excerpt per work, ~42 clips"),
-    SampleSize("dev", tuple(STYLES), clips_per_style=45, windows=3,
+    SampleSize("dev", tuple(STYLES), clips_per_style=50, windows=3,
                description="a development set to choose models with: 8 styles, up to 3 "
-                           "excerpts per work, ~320 clips"),
+                           "excerpts per work, ~350 clips"),
 )}
 
 #: what the ``genre`` column of ``labels.csv`` holds: the FMA genre name of the style, or
@@ -486,7 +486,7 @@ def build_scores_sample(out: str | os.PathLike, *, size: str = "small", seed: in
         Data root to write.
     size : str
         A key of :data:`SIZES`: ``"small"`` (the quick demo, ~42 clips) or ``"dev"`` (a
-        development set, ~320 clips over 8 styles).
+        development set, ~350 clips over 8 styles).
     seed : int
         Drives the choice of works, their arrangement and the train/test split.
     clips_per_style : int, optional
