@@ -270,6 +270,22 @@ def test_write_labels_rejects_unknown_label_by(tmp_path):
         build.build_scores_sample(tmp_path, label_by="mood")
 
 
+def test_audio_changed_counts_clips_rendered_after_the_last_build(tmp_path):
+    import os
+
+    audio = tmp_path / "scores_audio"
+    audio.mkdir()
+    clips = [_clip("a.wav", "A"), _clip("b.wav", "B")]
+    for c in clips:
+        (audio / c.file).write_bytes(b"x")
+    assert build.audio_changed(tmp_path, audio, clips) == 0  # never built
+    (tmp_path / "clips.csv").write_text("id\n")
+    old = (tmp_path / "clips.csv").stat().st_mtime
+    os.utime(audio / "a.wav", (old - 10, old - 10))
+    os.utime(audio / "b.wav", (old + 10, old + 10))
+    assert build.audio_changed(tmp_path, audio, clips) == 1
+
+
 def test_source_text_counts_styles_and_splits():
     clips = [replace(_clip(f"{s}{i}.wav", f"{s}{i}", style=s), split=sp)
              for s in ("chorale", "ragtime") for i, sp in enumerate(("train", "train", "test"))]
@@ -371,24 +387,39 @@ def _score(n_parts: int, qpm: float | None = None, beat_q: float = 1.0) -> corpu
                             beat_q=beat_q, total_q=4.0, qpm=qpm)
 
 
-def test_instruments_come_from_pools_shared_by_every_style():
+def test_instruments_come_from_pools_shared_by_every_style_and_texture():
     styles = list(corpus.STYLES)
-    for n_parts in (1, 4):
-        data = _score(n_parts)
-        seen = {s: Counter() for s in styles}
-        for seed in range(200):
-            picks = [arrange.choose_arrangement(data, corpus.STYLES[s],
-                                                np.random.default_rng(seed)) for s in styles]
-            # the same random state gives the same instruments whatever the style
-            assert len({(p.programs, p.ensemble) for p in picks}) == 1
-            for s, p in zip(styles, picks):
-                seen[s][p.ensemble] += 1
-        pool = len(arrange.ENSEMBLES) if n_parts > 1 else len(arrange.LEADS)
-        for s in styles:
-            assert len(seen[s]) >= min(pool, 10), s
-        arr = picks[0]
-        assert len(arr.programs) == (3 if n_parts == 1 else 4)
-        assert (arr.pattern is None) == (n_parts > 1)
+    seen = Counter()
+    for seed in range(300):
+        picks = [arrange.choose_arrangement(_score(n_parts), corpus.STYLES[s],
+                                            np.random.default_rng(seed))
+                 for s in styles for n_parts in (1, 4)]
+        # the same random state gives the same instruments whatever the style or texture
+        assert len({p.ensemble for p in picks}) == 1
+        melody, quartet = picks[0], picks[1]
+        assert len(melody.programs) == 3 and len(quartet.programs) == 4
+        assert melody.pattern is not None and quartet.pattern is None
+        assert melody.programs[0] == quartet.programs[0]  # top part / melody
+        assert melody.programs[-1] == quartet.programs[-1]  # bass
+        seen[melody.ensemble] += 1
+    named = sum(n for e, n in seen.items() if e in arrange.ENSEMBLES)
+    assert 0.35 < named / 300 < 0.65  # about MIXED_SHARE of the works get a trio
+    assert len([e for e in seen if e in arrange.ENSEMBLES]) == len(arrange.ENSEMBLES)
+    assert len([e for e in seen if " + " in e]) > 100
+
+
+def test_choose_instruments_spreads_a_trio_over_the_parts():
+    rng = np.random.default_rng(0)
+    trios = []
+    while len(trios) < 3:
+        name, programs = arrange.choose_instruments(5, rng)
+        if " + " in name:
+            lead, chord, bass = name.split(" + ")
+            assert programs == (arrange.LEADS[lead], *[arrange.CHORD_INSTRUMENTS[chord]] * 3,
+                                arrange.BASS_INSTRUMENTS[bass])
+            trios.append(name)
+        else:
+            assert programs == arrange.part_programs(arrange.ENSEMBLES[name], 5)
 
 
 def test_tempo_varies_within_a_style_and_follows_markings():

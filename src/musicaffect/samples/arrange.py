@@ -37,8 +37,9 @@ ENSEMBLES: dict[str, tuple[int, ...]] = {
     "mixed consort": (40, 73, 71, 42),
 }
 
-#: Instruments for single-melody scores, which get an accompaniment: the melody, chord and
-#: bass instrument are drawn each on its own, from the same pools for every style.
+#: Instruments of a mixed trio: the melody (top part), chord (middle parts) and bass (bottom
+#: part) instruments are drawn each on its own. A single-melody score gets its
+#: accompaniment played by the chord and bass instruments.
 LEADS: dict[str, int] = {
     "piano": 0, "vibraphone": 11, "accordion": 21, "harmonica": 22, "nylon guitar": 24,
     "violin": 40, "voice": 53, "trumpet": 56, "alto sax": 65, "oboe": 68, "clarinet": 71,
@@ -52,6 +53,9 @@ BASS_INSTRUMENTS: dict[str, int] = {
     "piano": 0, "acoustic bass": 32, "electric bass": 33, "cello": 42, "contrabass": 43,
     "tuba": 58, "bassoon": 70,
 }
+
+#: share of works played by a mixed trio rather than one of :data:`ENSEMBLES`
+MIXED_SHARE = 0.5
 
 #: beat rate limits (beats per minute) of a tempo taken from a score's marking
 BEAT_BPM_LIMITS: tuple[float, float] = (40.0, 200.0)
@@ -96,23 +100,39 @@ def choose_tempo(data: ScoreData, style: Style, rng: np.random.Generator) -> flo
     return bpm * data.beat_q
 
 
+def choose_instruments(n_tracks: int, rng: np.random.Generator) -> tuple[str, tuple[int, ...]]:
+    """Instruments for a work of ``n_tracks`` tracks (parts, or melody + chords + bass), from
+    pools shared by every style and every texture: with probability :data:`MIXED_SHARE` a
+    mixed trio (:data:`LEADS`, :data:`CHORD_INSTRUMENTS`, :data:`BASS_INSTRUMENTS`, drawn
+    each on its own), otherwise one of :data:`ENSEMBLES`; spread over the tracks by
+    :func:`part_programs`.
+
+    Returns
+    -------
+    name : str
+        The ensemble's name, or the trio's instruments joined by " + ".
+    programs : tuple of int
+        General MIDI program per track, top to bottom.
+    """
+    if rng.random() < MIXED_SHARE:
+        picks = [list(pool)[int(rng.integers(len(pool)))]
+                 for pool in (LEADS, CHORD_INSTRUMENTS, BASS_INSTRUMENTS)]
+        trio = (LEADS[picks[0]], CHORD_INSTRUMENTS[picks[1]], BASS_INSTRUMENTS[picks[2]])
+        return " + ".join(picks), part_programs(trio, n_tracks)
+    name = list(ENSEMBLES)[int(rng.integers(len(ENSEMBLES)))]
+    return name, part_programs(ENSEMBLES[name], n_tracks)
+
+
 def choose_arrangement(data: ScoreData, style: Style, rng: np.random.Generator) -> Arrangement:
     """Draw tempo, instruments, loudness and accompaniment pattern for a work (seeded).
 
-    The instruments come from pools shared by every style (:data:`ENSEMBLES` for multi-part
-    scores; :data:`LEADS`, :data:`CHORD_INSTRUMENTS` and :data:`BASS_INSTRUMENTS` for
-    single-melody scores), so that the SoundFont's timbre does not tell the style.
+    The instruments (:func:`choose_instruments`) do not depend on the style or on the
+    score's texture, so that the SoundFont's timbre does not tell the style. A
+    single-melody score gets three tracks: melody, chords, bass.
     """
     qpm = choose_tempo(data, style, rng)
     melody_only = len(data.parts) == 1
-    if melody_only:
-        picks = [list(pool)[int(rng.integers(len(pool)))]
-                 for pool in (LEADS, CHORD_INSTRUMENTS, BASS_INSTRUMENTS)]
-        programs = (LEADS[picks[0]], CHORD_INSTRUMENTS[picks[1]], BASS_INSTRUMENTS[picks[2]])
-        ensemble = " + ".join(picks)
-    else:
-        ensemble = list(ENSEMBLES)[int(rng.integers(len(ENSEMBLES)))]
-        programs = part_programs(ENSEMBLES[ensemble], len(data.parts))
+    ensemble, programs = choose_instruments(3 if melody_only else len(data.parts), rng)
     velocity = int(rng.integers(style.velocity[0], style.velocity[1] + 1))
     pattern = style.patterns[int(rng.integers(len(style.patterns)))] if melody_only else None
     tonic, mode, _ = estimate_key(key_weights(data))

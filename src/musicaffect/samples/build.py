@@ -194,7 +194,7 @@ def render_work(work: Work, audio_dir: str | os.PathLike, *, seed: int = 0,
 
 
 #: bump when the arrangement or rendering changes, so that resumed builds re-render
-RENDER_VERSION = 2
+RENDER_VERSION = 3
 
 _PC_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
@@ -438,14 +438,14 @@ def write_labels(clips: Sequence[ClipInfo], audio_dir: str | os.PathLike, *,
 SOURCE_TEXT = """\
 REAL COMPOSITIONS RENDERED WITH A SOUNDFONT - NOT RECORDINGS
 
-This dataset was built by `musicaffect sample-data --source scores --size {size}` (seed
-{seed}). Audio: public-domain scores from the corpus that ships inside the music21 package
+This dataset was built by `musicaffect sample-data --source scores --size {size}`
+(seed {seed}). Audio: public-domain scores from the corpus that ships inside the music21 package
 ({n_works} works), arranged by musicaffect (tempo, General MIDI instruments drawn for each
-work from pools shared by every style, dynamics, and a simple chord/bass accompaniment for
+work from pools shared by every style and texture, dynamics, and a simple chord/bass accompaniment for
 single-melody tunes), rendered to {sr} Hz mono WAV with the TimGM6mb.sf2 General MIDI
 SoundFont (shipped with pretty_midi) by the {renderers} renderer, then passed through
-build-dataset ({clip_seconds:g} s clips, length rule crop). Up to {windows} excerpt(s) per
-work (more for styles with few works).
+build-dataset ({clip_seconds:g} s clips, length rule crop). Excerpts per work: up to
+{windows} (more for styles with few works).
 
 Genre labels ({label_by}): {label_note}
 Styles (FMA genre), clips train/test:
@@ -543,15 +543,33 @@ def build_scores_sample(out: str | os.PathLike, *, size: str = "small", seed: in
     clips = assign_style_splits(clips, test_fraction=test_fraction, seed=seed)
     labels_csv, _ = write_labels(clips, audio_dir, label_by=label_by)
     t1 = time.perf_counter()
+    stale = audio_changed(root, audio_dir, clips)
+    if stale:
+        log.info("%d rendered clips changed since the last build of %s: computing every "
+                 "clip's features again", stale, root)
     report = build_dataset(audio_dir, root, labels_csv=labels_csv, test_fraction=test_fraction,
                            seed=seed, jobs=jobs, clip_seconds=clip_seconds, length_rule="crop",
-                           resume=True, progress=progress)
+                           resume=not stale, progress=progress)
     t2 = time.perf_counter()
     _write_text_atomic(root / SOURCE_FILE, source_text(
         clips, size=size, seed=seed, clip_seconds=clip_seconds, label_by=label_by))
     log.info("scores sample: %d clips rendered in %.1f s, features in %.1f s (%d failed)",
              len(clips), t1 - t0, t2 - t1, report.failed)
     return root
+
+
+def audio_changed(root: Path, audio_dir: Path, clips: Sequence[ClipInfo]) -> int:
+    """How many of the clips' WAVs were written after the data root's last build (its
+    ``clips.csv``): a resumed build-dataset would keep their old features. 0 when the root
+    was never built."""
+    from musicaffect.features.build import CLIPS_FILE
+
+    built = root / CLIPS_FILE
+    if not built.is_file():
+        return 0
+    when = built.stat().st_mtime
+    return sum((audio_dir / c.file).stat().st_mtime > when for c in clips
+               if (audio_dir / c.file).is_file())
 
 
 def source_text(clips: Sequence[ClipInfo], *, size: str, seed: int, clip_seconds: float,
