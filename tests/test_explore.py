@@ -86,13 +86,25 @@ def test_cli_sample_data(tmp_path, capsys):
 
 def test_cli_sample_data_from_scores(tmp_path, monkeypatch):
     calls = []
-    fake = types.ModuleType("musicaffect.features.scores")
+    fake = types.ModuleType("musicaffect.samples.build")
 
-    def build_scores_sample(out, *, seed=0):
-        calls.append((str(out), seed))
+    def build_scores_sample(out, *, size="small", seed=0, label_by="genre"):
+        calls.append((str(out), size, seed, label_by))
         return Path(out)
 
     fake.build_scores_sample = build_scores_sample
-    monkeypatch.setitem(sys.modules, "musicaffect.features.scores", fake)
+    monkeypatch.setitem(sys.modules, "musicaffect.samples.build", fake)
     assert main(["sample-data", str(tmp_path / "s"), "--source", "scores", "--seed", "2"]) == 0
-    assert calls == [(str(tmp_path / "s"), 2)]
+    assert main(["sample-data", str(tmp_path / "d"), "--source", "scores", "--size", "dev",
+                 "--label-by", "genre"]) == 0
+    assert calls == [(str(tmp_path / "s"), "small", 2, "style"),
+                     (str(tmp_path / "d"), "dev", 0, "genre")]
+
+
+@pytest.mark.parametrize(("extra", "message"), [(["--label-by", "style"], "--label-by"),
+                                                (["--size", "dev"], "--size dev")])
+def test_cli_sample_data_scores_options_refused_for_synthetic(tmp_path, capsys, extra,
+                                                              message):
+    assert main(["sample-data", str(tmp_path / "s"), *extra]) != 0
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

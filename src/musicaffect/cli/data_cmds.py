@@ -8,12 +8,20 @@ import argparse
 
 def _sample_data(args: argparse.Namespace) -> int:
     if args.source == "scores":
-        from musicaffect.features.scores import build_scores_sample
+        from musicaffect.samples.build import build_scores_sample
 
-        root = build_scores_sample(args.out, seed=args.seed)
+        root = build_scores_sample(args.out, size=args.size, seed=args.seed,
+                                   label_by=args.label_by or "style")
     else:
         from musicaffect.data.sample import write_sample_dataset
+        from musicaffect.errors import ConfigError
 
+        if args.label_by is not None:
+            raise ConfigError("--label-by applies to --source scores only: drop it, or add "
+                              "--source scores")
+        if args.size == "dev":
+            raise ConfigError("--size dev applies to --source scores only: use small or full "
+                              "for synthetic data")
         root = write_sample_dataset(args.out, size=args.size, seed=args.seed, gz=args.gz)
     print(f"sample data written to {root}")
     return 0
@@ -44,14 +52,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(patreco3-multitask-affective-music). The default source "
                                    "is synthetic (marked by SYNTHETIC.txt).")
     p.add_argument("out", metavar="OUT", help="data root to write")
-    p.add_argument("--size", choices=("small", "full"), default="small",
-                   help="small: seconds, for tests and demos; full: the real dataset's sizes "
-                        "(about 8 GB as .npy)")
+    p.add_argument("--size", choices=("small", "dev", "full"), default="small",
+                   help="small: seconds, for tests and demos (scores: ~42 clips, 6 styles); "
+                        "full (synthetic only): the real dataset's sizes (about 8 GB as "
+                        ".npy); dev (scores only): ~350 clips over 8 styles, to choose "
+                        "models with (about an hour on 2 cores)")
     p.add_argument("--gz", action="store_true",
                    help="write .npy.gz files (the original release) instead of .npy")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--source", choices=("synthetic", "scores"), default="synthetic",
                    help="synthetic arrays (default) or features of rendered scores")
+    p.add_argument("--label-by", choices=("genre", "style"), default=None,
+                   help="scores only: what the genre labels hold, the style's own name "
+                        "(chorale, quartet, ...; default) or the FMA genre of each style")
     p.set_defaults(func=_sample_data)
 
     p = sub.add_parser("explore", help="lab steps 1-4: spectrograms, shapes, class histograms",

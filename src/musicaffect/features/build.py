@@ -10,7 +10,8 @@ The labels CSV has a ``file`` column (path relative to the audio folder) and any
 - any other column is a numeric regression target (``valence``, ``arousal``, ``tension``
   ...; binary 0/1 labels too): all of them, or none, per row;
 - ``split``: ``train`` or ``test`` (empty: chosen by the seeded rule);
-- ``group``: clips of one group (song, artist, ...) stay on one side of the split.
+- ``group``: clips of one group (song, artist, ...) stay on one side of the split;
+- ``style``: a description, read and ignored (the scores sample writes it).
 
 The classes, targets (with their kind, binary or continuous) and where the groups live are
 written to ``labels.json`` (:mod:`musicaffect.data.vocab`), which every command reads.
@@ -73,8 +74,9 @@ from musicaffect.features.audio import FeatureParams, extract_file, warm_up
 
 log = logging.getLogger(__name__)
 
-#: the labels CSV's columns that are not regression targets
-LABEL_COLUMNS: tuple[str, ...] = ("file", "genre", "split", "group")
+#: the labels CSV's columns that are not regression targets (``style``: a description that
+#: the scores sample writes beside its label; read and ignored)
+LABEL_COLUMNS: tuple[str, ...] = ("file", "genre", "split", "group", "style")
 
 #: file name of a clip on disk (the dataset's unpacked name)
 CLIP_SUFFIX = ".fused.full.npy"
