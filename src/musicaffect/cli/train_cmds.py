@@ -112,6 +112,10 @@ def cmd_train(args) -> int:
     if args.overfit_batches:
         overrides.append(f"train.overfit_batches={args.overfit_batches}")
     cfg = load_config(args.preset or args.config, overrides)
+    if args.out and cfg.train.overfit_batches > 0:
+        from musicaffect.paths import check_output_dir
+
+        check_output_dir(args.out, what="overfit output folder")
     if cfg.train.overfit_batches > 0:
         from musicaffect.training.engine import overfit
 
@@ -167,7 +171,9 @@ def cmd_evaluate(args) -> int:
 
 def cmd_suite(args) -> int:
     from musicaffect import suites
+    from musicaffect.paths import check_output_dir
 
+    check_output_dir(args.out, what="suite folder")
     overrides = list(args.overrides)
     if args.device:
         overrides.append(f"train.accelerator={args.device}")
@@ -200,8 +206,10 @@ def _saved(out: Path, which: str):
 
 
 def cmd_submit(args) -> int:
+    from musicaffect.paths import check_output_file
     from musicaffect.submission import submit
 
+    check_output_file(args.out, what="submission CSV")
     if len(args.runs) < 2:
         raise ConfigError("usage: musicaffect submit RUN [RUN ...] DATA_ROOT --out solution.csv")
     *runs, data_root = args.runs

@@ -60,15 +60,21 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, *, rate: str | None 
     from musicaffect.data.dataset import SpectrogramDataset
     from musicaffect.evaluation.metrics import classification_metrics, regression_metrics
     from musicaffect.evaluation.plots import plot_confusion, plot_scatter
+    from musicaffect.paths import check_output_dir
     from musicaffect.training.engine import make_loader, predict_outputs, prepare_data
     from musicaffect.training.losses import predict_transform
 
+    if out_dir:
+        check_output_dir(out_dir, what="evaluation folder")
     model, ckpt = load_model(checkpoint)
     cfg = config_from_dict(ckpt["config"])
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(dev)
     tasks = list(ckpt["model"]["tasks"])
-    run_dir = Path(ckpt["path"]).parent.parent
+    # the run folder owning checkpoints/, else the folder of a loose .pt file
+    run_dir = Path(ckpt["path"]).parent
+    if run_dir.name == "checkpoints":
+        run_dir = run_dir.parent
     if GENRE_TASK in tasks:
         rate = rate or cfg.data.rate
         ds = SpectrogramDataset(data_root, dataset="genre", rate=rate, split="test",
@@ -84,6 +90,7 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, *, rate: str | None 
         where = f"multitask-{rate}-heldout"
         _check_fits(model, ckpt, data.n_features, "the multitask folder")
     out = Path(out_dir) if out_dir else run_dir / "eval" / where
+    check_output_dir(out, what="evaluation folder")
     out.mkdir(parents=True, exist_ok=True)
     loader = make_loader(ds, None, batch_size=batch_size, max_length=cfg.data.max_length)
     res = predict_outputs(model, loader, device=dev)
