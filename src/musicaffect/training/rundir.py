@@ -32,6 +32,7 @@ from pathlib import Path
 import yaml
 
 from musicaffect.errors import RunError
+from musicaffect.paths import check_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +164,10 @@ def plan_run_dir(run_dir: str | os.PathLike, *, data_root=None, resume: bool = F
     run_dir = Path(run_dir)
     if resume and overwrite:
         raise RunError(f"{run_dir}: give --resume or --overwrite, not both")
-    _tidy_leftovers(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"{run_dir}: is a file, not a run folder; give another --out")
+    check_output_dir(run_dir, what="run folder")
+    _tidy_leftovers(run_dir)
     if data_root is not None and run_dir.exists() and Path(data_root).exists() and _inside(
             Path(data_root).resolve(), run_dir.resolve()):
         raise RunError(f"{run_dir}: is the data root or holds it ({data_root}); give "
