@@ -468,6 +468,9 @@ def _fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: 
     monitor = cfg.train.monitor
     minimise = monitor in MINIMISE
     writer = _tensorboard(run_dir) if rank0 else None
+    if claim is not None:   # the event file is reopened where a replacement run moves to
+        claim.before_swap.append(writer.close)
+        claim.after_swap.append(lambda path: writer.reopen(path))
     raw_model = model.module if hasattr(model, "module") else model
     t_start = time.perf_counter()
     epochs_run = 0
@@ -629,14 +632,36 @@ def _save_curves(history: list[dict], run_dir: Path) -> None:
 
 def _tensorboard(run_dir: Path):
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
     except ImportError:  # tensorboard not installed: log only to CSV
         return _NullWriter()
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    return _TensorBoard(run_dir)
+
+
+class _TensorBoard:
+    """A SummaryWriter in ``run_dir/tensorboard`` that can be reopened in another folder
+    (its event file is written by path, so it must be closed before the folder moves)."""
+
+    def __init__(self, run_dir: Path):
+        self.reopen(run_dir)
+
+    def reopen(self, run_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+
+    def add_scalar(self, *args, **kwargs) -> None:
+        self._writer.add_scalar(*args, **kwargs)
+
+    def close(self) -> None:
+        self._writer.close()
 
 
 class _NullWriter:
     def add_scalar(self, *args, **kwargs) -> None:
+        pass
+
+    def reopen(self, run_dir: Path) -> None:
         pass
 
     def close(self) -> None:

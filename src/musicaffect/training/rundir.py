@@ -26,6 +26,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -264,6 +265,9 @@ class RunClaim:
         self.final = plan.run_dir
         self.committed = plan.mode == "resume"
         self.created = False
+        #: called before / after a replacement moves into place (e.g. to reopen log files)
+        self.before_swap: list[Callable[[], None]] = []
+        self.after_swap: list[Callable[[Path], None]] = []
         if plan.mode == "replace":
             tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
             self.path = self.final.parent / f".{self.final.name}.new-{tag}"
@@ -301,9 +305,13 @@ class RunClaim:
         if self.plan.mode == "replace" and self.path != self.final:
             trash = self.final.parent / (f".{self.final.name}.old-{os.getpid()}-"
                                          f"{uuid.uuid4().hex[:8]}")
+            for hook in self.before_swap:
+                hook()
             if self.final.exists():
                 os.rename(self.final, trash)
             os.rename(self.path, self.final)
+            for hook in self.after_swap:
+                hook(self.final)
             shutil.rmtree(trash, ignore_errors=True)
             log.info("%s: replaced the old run (the new one has its first checkpoint)",
                      self.final)
