@@ -450,13 +450,23 @@ def test_unexpected_errors_print_one_line_and_a_log(tmp_path, monkeypatch, capsy
 
 # ------------------------------------------------------------------------ fault injection
 
+def _state(run: Path) -> str:
+    last = run / "checkpoints" / "last.pt"
+    if last.is_file():
+        return f"epoch {torch.load(last, weights_only=True)['epoch'] + 1}"
+    return "no checkpoint" if run.exists() else "no folder"
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_points_then_resume_finishes_with_the_same_weights(sample_root,
                                                                              tmp_path):
-    """SIGKILL the training process 10 times at random points of its first epochs; then
-    ``--resume`` (or, over an old run, ``--overwrite`` again) always finishes, and the final
-    weights equal an uninterrupted run's. Half the runs replace an older run (--overwrite):
-    until the new run's first checkpoint the old run must stay intact."""
+    """SIGKILL the training process 10 times at random points (during start-up, and during
+    its first epochs once the run folder is claimed); then ``--resume`` (or, over an old
+    run, ``--overwrite`` again) always finishes, and the final weights equal an
+    uninterrupted run's. Half the runs replace an older run (--overwrite): until the new
+    run's first checkpoint the old run must stay intact."""
+    from musicaffect.training.rundir import MARKER
+
     args = ["--preset", "lstm-beat-mel", "--no-progress", "--device", "cpu",
             "--set", "model.params.hidden_size=16", "--set", "train.epochs=4",
             "--set", "train.patience=0", "--set", "train.max_batches_per_epoch=3",
@@ -467,12 +477,32 @@ def test_sigkill_at_random_points_then_resume_finishes_with_the_same_weights(sam
     subprocess.run([*exe, "--out", str(tmp_path / "ref"), *args], check=True, env=env,
                    timeout=600)
     reference = _weights(tmp_path / "ref")
-    t0 = time.monotonic()   # timed with the clip cache built: a run as the loop sees it
-    subprocess.run([*exe, "--out", str(tmp_path / "old"), *args, "--seed", "1"], check=True,
-                   env=env, timeout=600)
-    duration = time.monotonic() - t0
+
+    def claimed(run: Path, replacing: bool) -> bool:
+        if replacing:
+            return any(run.parent.glob(f".{run.name}.new-*"))
+        return (run / MARKER).is_file()
+
+    def start(run: Path, extra: list[str]) -> subprocess.Popen:
+        return subprocess.Popen([*exe, "--out", str(run), *args, *extra], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait_claim(proc, run: Path, replacing: bool) -> float:
+        t0 = time.monotonic()
+        while not claimed(run, replacing) and proc.poll() is None:
+            time.sleep(0.005)
+            assert time.monotonic() - t0 < 300
+        return time.monotonic()
+
+    # the old run (another seed) also gives the two phases' lengths with a warm clip cache
+    t0 = time.monotonic()
+    proc = start(tmp_path / "old", ["--seed", "1"])
+    t_claim = wait_claim(proc, tmp_path / "old", False)
+    assert proc.wait(timeout=600) == 0
+    startup, training = t_claim - t0, time.monotonic() - t_claim
     old = _weights(tmp_path / "old")
     rng = random.Random(9)
+    states = []
     for i in range(10):
         run = tmp_path / f"run{i}"
         replacing = i % 2 == 1
@@ -480,13 +510,16 @@ def test_sigkill_at_random_points_then_resume_finishes_with_the_same_weights(sam
         if replacing:
             shutil.copytree(tmp_path / "old", run)
             extra = ["--overwrite"]
-        proc = subprocess.Popen([*exe, "--out", str(run), *args, *extra], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 1.0) * duration)
+        proc = start(run, extra)
+        if i % 3 == 0:     # during start-up (imports, data, model): nothing claimed yet
+            time.sleep(rng.uniform(0.2, 1.0) * startup)
+        else:              # in the first epochs, from the moment the folder is claimed
+            wait_claim(proc, run, replacing)
+            time.sleep(rng.uniform(0.0, 0.6) * training)   # the end writes figures
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        last = run / "checkpoints" / "last.pt"
-        if replacing and last.is_file() and _same_weights(_weights(run), old):
+        states.append(_state(run))
+        if replacing and run.exists() and _same_weights(_weights(run), old):
             rerun = ["--overwrite"]          # killed before the new run's first checkpoint
         else:
             rerun = ["--resume"]
@@ -498,3 +531,4 @@ def test_sigkill_at_random_points_then_resume_finishes_with_the_same_weights(sam
         assert _same_weights(_weights(run), reference), (i, rerun)
         leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(f".run{i}.")]
         assert not leftovers, leftovers
+    print("state after each kill:", states)
