@@ -60,9 +60,8 @@ def test_fit_writes_run_and_reloads_same_metrics(sample_root, tmp_path):
 def test_run_folder_rules(sample_root, tmp_path):
     cfg = _cfg("lstm-beat-chroma", epochs=1)
     run = tmp_path / "run"
-    with pytest.raises(RunError, match="nothing to resume"):
-        fit(cfg, sample_root, run, resume=True, progress=False)
-    fit(cfg, sample_root, run, progress=False)
+    # --resume with no checkpoint yet starts from scratch (and says so)
+    fit(cfg, sample_root, run, resume=True, progress=False)
     with pytest.raises(RunError, match="exists already"):
         fit(cfg, sample_root, run, progress=False)
     fit(cfg, sample_root, run, overwrite=True, progress=False)

@@ -10,6 +10,7 @@ and inside every checkpoint.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -155,6 +156,7 @@ class RunConfig:
         if self.train.batch_size < 1 or self.train.epochs < 1 or self.train.lr <= 0:
             raise ConfigError("train.batch_size and train.epochs must be >= 1, train.lr > 0")
         _validate_recipe(self)
+        _check_numbers(self)
         return self
 
 
@@ -202,6 +204,64 @@ def _validate_recipe(cfg: RunConfig) -> None:
     if t.grad_clip is not None and t.grad_clip <= 0:
         raise ConfigError(f"train.grad_clip must be > 0 (or null for no clipping), "
                           f"got {t.grad_clip}")
+
+
+#: numeric keys: (lowest, highest, lowest excluded, None allowed); bounds may be None
+NUMERIC_RULES: dict[str, tuple] = {
+    "seed": (0, None, False, False),
+    "data.val_fraction": (0.0, 1.0, True, False),
+    "data.split_seed": (0, None, False, False),
+    "data.max_length": (1, None, False, True),
+    "data.num_workers": (0, None, False, False),
+    "loss.rank_weight": (0.0, None, False, False),
+    "loss.label_smoothing": (0.0, 1.0, False, False),
+    "train.lr": (0.0, None, True, False),
+    "train.weight_decay": (0.0, None, False, False),
+    "train.batch_size": (1, None, False, False),
+    "train.epochs": (1, None, False, False),
+    "train.patience": (0, None, False, False),
+    "train.grad_clip": (0.0, None, True, True),
+    "train.max_batches_per_epoch": (1, None, False, True),
+    "train.devices": (1, None, False, False),
+    "train.num_nodes": (1, None, False, False),
+    "train.overfit_batches": (0, None, False, False),
+    "train.overfit_epochs": (1, None, False, False),
+    "train.overfit_loss": (0.0, None, True, False),
+}
+
+
+def _check_number(key: str, value: Any, rule: tuple) -> None:
+    low, high, open_low, nullable = rule
+    if value is None:
+        if nullable:
+            return
+        raise ConfigError(f"{key} must be set (null is not allowed)")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}={value} is not a finite number")
+    too_low = low is not None and (value <= low if open_low else value < low)
+    too_high = high is not None and value > high
+    if too_low or too_high:
+        if high is None:
+            want = f"> {low}" if open_low else f">= {low}"
+        else:
+            want = f"in ({low}, {high})" if open_low else f"in [{low}, {high}]"
+        if nullable:
+            want += " or null"
+        raise ConfigError(f"{key}={value!r} is out of range: it must be {want}")
+
+
+def _check_numbers(cfg: RunConfig) -> None:
+    """Range checks of every numeric key (:data:`NUMERIC_RULES`) and of loss.weights."""
+    flat = cfg.to_dict()
+    for key, rule in NUMERIC_RULES.items():
+        node: Any = flat
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        _check_number(key, node, rule)
+    if cfg.loss.label_smoothing >= 1.0:
+        raise ConfigError(f"loss.label_smoothing={cfg.loss.label_smoothing} must be < 1")
+    for task, w in (cfg.loss.weights or {}).items():
+        _check_number(f"loss.weights.{task}", w, (0.0, None, False, False))
 
 
 def _choice(key: str, value: Any, allowed: tuple) -> None:

@@ -46,3 +46,7 @@ class CheckpointError(MusicAffectError):
 
 class RunError(MusicAffectError):
     """A run folder cannot be used as asked (exists already, nothing to resume, ...)."""
+
+
+class OutputError(MusicAffectError):
+    """An output path cannot be written (a file in the way, no permission, ...)."""

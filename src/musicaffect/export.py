@@ -123,7 +123,11 @@ def export_model(model: nn.Module, path: str | os.PathLike, *, fmt: str = "onnx"
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if example_length < 2:
         raise ConfigError(f"example_length must be at least 2, got {example_length}")
-    path = Path(path)
+    from musicaffect.paths import check_output_file
+
+    path = Path(check_output_file(path, what="exported model"))
+    if fmt == "onnx":
+        require_export_extra()
     path.parent.mkdir(parents=True, exist_ok=True)
     net = copy.deepcopy(model).cpu().eval()
     for p in net.parameters():
@@ -145,6 +149,19 @@ def export_model(model: nn.Module, path: str | os.PathLike, *, fmt: str = "onnx"
     return path
 
 
+def require_export_extra() -> None:
+    """Raise a named error unless the ``export`` extra (onnx, onnxscript) is installed."""
+    missing = []
+    for name in ("onnx",):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ConfigError(f"ONNX export needs {', '.join(missing)}, which is not installed: "
+                          "pip install 'musicaffect[export]' (or use --format torchscript)")
+
+
 def _export_onnx(net: nn.Module, x: torch.Tensor, lengths: torch.Tensor, path: Path, *,
                  meta: str, opset: int) -> None:
     names = output_names(net)
@@ -154,9 +171,15 @@ def _export_onnx(net: nn.Module, x: torch.Tensor, lengths: torch.Tensor, path: P
         # the TorchScript-based exporter is deprecated in favour of torch.export, which
         # specialises the time axis of the pooled CNNs; its warnings are not the user's concern
         warnings.simplefilter("ignore")
-        torch.onnx.export(_TupleOutputs(net, names), (x, lengths), str(path),
-                          input_names=["x", "lengths"], output_names=names,
-                          dynamic_axes=dynamic, opset_version=opset, dynamo=False)
+        try:
+            torch.onnx.export(_TupleOutputs(net, names), (x, lengths), str(path),
+                              input_names=["x", "lengths"], output_names=names,
+                              dynamic_axes=dynamic, opset_version=opset, dynamo=False)
+        except Exception as err:
+            if isinstance(err, ImportError) or "not installed" in str(err):
+                raise ConfigError(f"ONNX export needs the export extra ({err}): pip install "
+                                  "'musicaffect[export]' (or use --format torchscript)") from None
+            raise
     try:
         import onnx
     except ImportError:

@@ -76,10 +76,11 @@ def run_lab(data_root: str | Path, out_dir: str | Path, *, budget: str = "quick"
 
     from musicaffect import suites
     from musicaffect.data import is_synthetic
+    from musicaffect.paths import check_output_dir
     from musicaffect.suites import budget_overrides
 
     budget_overrides(budget)  # validate early
-    out = Path(out_dir)
+    out = Path(check_output_dir(out_dir, what="lab folder"))
     out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out / "lab.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -4,6 +4,11 @@ The CSV has the header ``Id.fused.full.npy.gz,valence,energy,danceability`` and 
 test clip, ``<id>.fused.full.npy.gz,<v>,<e>,<d>`` (the competition's id form, whatever the
 file name on disk). The score is the mean over the three axes of Spearman's rho over the
 whole test set, so only the order of the predictions matters.
+
+The file is checked against the data, not against itself: every clip file in the test
+folder must have exactly one row. A clip that cannot be read stops the submission with an
+error that names it, whatever the run's ``skip_bad`` was (a Kaggle file with a missing row
+is rejected).
 """
 
 from __future__ import annotations
@@ -56,7 +61,8 @@ def predict_test(runs: list[str | Path], data_root: str | Path, *, batch_size: i
             raise CheckpointError(f"{m.path}: a genre model cannot make an affect "
                                   "submission; give a multitask or regression run")
     res = pred.predict_split(data_root, dataset="multitask", split="test",
-                             batch_size=batch_size, members=members)
+                             batch_size=batch_size, members=members,
+                             skip_bad=False)   # every test clip needs a row
     missing = [t for t in TARGETS if t not in res.values]
     if missing:
         raise CheckpointError(f"no run predicts {', '.join(missing)}; give a multitask run or "
@@ -109,12 +115,39 @@ def check_submission(path: str | Path, expected_ids: list[str]) -> None:
                         f"(e.g. {sorted(missing or extra)[:3]})", path=path)
 
 
+def test_clip_ids(runs: list[str | Path], data_root: str | Path) -> list[str]:
+    """Ids of every clip file in the multitask test folder(s) the runs read (from the
+    folder listing, not from what could be loaded)."""
+    from musicaffect.data.layout import list_clip_files, split_dir
+    from musicaffect.evaluation.predictor import load_members
+
+    rates = []
+    for run in runs:
+        for member, _ in load_members(run):
+            if member.cfg.data.rate not in rates:
+                rates.append(member.cfg.data.rate)
+    ids: set[str] = set()
+    for rate in rates:
+        ids |= set(list_clip_files(split_dir(data_root, dataset="multitask", rate=rate,
+                                             split="test")))
+    return sorted(ids)
+
+
 def submit(runs: list[str | Path], data_root: str | Path, out: str | Path, **kwargs) -> Path:
-    """Predict, write and check the submission; returns its path."""
-    ids, preds = predict_test(runs, data_root, **kwargs)
-    if not ids:
+    """Predict, write and check the submission against the test folder; returns its path."""
+    from musicaffect.paths import check_output_file
+
+    check_output_file(out, what="submission CSV")
+    expected = test_clip_ids(runs, data_root)
+    if not expected:
         raise DataError("the multitask test split has no clips", path=data_root)
+    ids, preds = predict_test(runs, data_root, **kwargs)
+    missing = sorted(set(expected) - set(ids))
+    if missing:
+        raise DataError(f"{len(missing)} test clip(s) got no prediction (e.g. {missing[:3]}); "
+                        "every clip of the test folder needs a row: fix or restore them",
+                        path=data_root)
     path = write_submission(ids, preds, out)
-    check_submission(path, ids)
+    check_submission(path, expected)
     log.info("wrote %s (%d clips)", path, len(ids))
     return path

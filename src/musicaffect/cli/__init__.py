@@ -17,6 +17,7 @@ import argparse  # noqa: E402
 import importlib  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from musicaffect import __version__  # noqa: E402
 from musicaffect.errors import MusicAffectError  # noqa: E402
@@ -32,6 +33,7 @@ COMMAND_MODULES = (
     "musicaffect.cli.predict_cmds",  # predict
     "musicaffect.cli.model_cmds",    # export
     "musicaffect.cli.lab_cmds",      # lab, report
+    "musicaffect.cli.cache_cmds",    # cache
 )
 
 
@@ -58,7 +60,12 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the process exit code (0 ok, 1 failed check, 2 bad input)."""
+    """Run the CLI; returns the process exit code (0 ok, 1 failed check, 2 bad input).
+
+    Known errors (:class:`MusicAffectError`) print their message. Any other exception prints
+    one line (the exception, where its full log was written, "please report"); the
+    traceback itself is shown only with ``-v``.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose, args.quiet)
@@ -71,8 +78,50 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", err)
         return 2
     except KeyboardInterrupt:
-        log.error("interrupted; finished work is kept (rerun with --resume to continue)")
+        if args.command == "train":
+            log.error("interrupted; finished epochs are kept (rerun with --resume to continue)")
+        else:
+            log.error("interrupted; finished work is kept (rerun the command to continue)")
         return 130
+    except Exception as err:  # noqa: BLE001 - the one crash-free exit of the program
+        return _report_crash(err, args, sys.argv[1:] if argv is None else argv)
+
+
+def crash_log_dir() -> Path:
+    """Where crash logs go: ``<clip cache folder>/logs``."""
+    from musicaffect.data.cache import default_cache_dir
+
+    return default_cache_dir() / "logs"
+
+
+def _report_crash(err: Exception, args, argv: list[str]) -> int:
+    import platform
+    import tempfile
+    import time
+    import traceback
+
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    head = (f"musicaffect {__version__}, Python {platform.python_version()}, "
+            f"{platform.platform()}\ncommand: musicaffect {' '.join(map(str, argv))}\n"
+            f"time: {time.strftime('%Y-%m-%d %H:%M:%S')}\n\n")
+    name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    where = None
+    for folder in (crash_log_dir(), Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(head + text)
+            where = folder / name
+            break
+        except OSError:
+            continue
+    summary = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
+    log_note = f"full log in {where}" if where else "no log could be written"
+    log.error("unexpected error in `%s`: %s (%s). This is a bug in musicaffect: please "
+              "report it with the log%s", args.command, summary, log_note,
+              "" if args.verbose else "; -v shows the traceback")
+    if args.verbose:
+        sys.stderr.write(text)
+    return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

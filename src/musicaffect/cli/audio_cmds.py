@@ -49,7 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _build_dataset(args: argparse.Namespace) -> int:
     from musicaffect.features.build import build_dataset
+    from musicaffect.paths import check_output_dir
 
+    check_output_dir(args.out, what="dataset folder")
     report = build_dataset(args.audio_dir, args.out, labels_csv=args.labels,
                            test_fraction=args.test_fraction, seed=args.seed, jobs=args.jobs,
                            clip_seconds=args.clip_seconds, length_rule=args.length_rule,

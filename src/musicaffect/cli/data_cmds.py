@@ -7,6 +7,9 @@ import argparse
 
 
 def _sample_data(args: argparse.Namespace) -> int:
+    from musicaffect.paths import check_output_dir
+
+    check_output_dir(args.out, what="sample data folder")
     if args.source == "scores":
         from musicaffect.samples.build import build_scores_sample
 
@@ -29,7 +32,9 @@ def _sample_data(args: argparse.Namespace) -> int:
 
 def _explore(args: argparse.Namespace) -> int:
     from musicaffect.explore import run_explore
+    from musicaffect.paths import check_output_dir
 
+    check_output_dir(args.out, what="explore output folder")
     result = run_explore(args.data_root, args.out, seed=args.seed, dpi=args.dpi)
     if result["synthetic"]:
         print("note: this data root holds SYNTHETIC sample data")

@@ -37,7 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_lab(args) -> int:
     from musicaffect.lab import STEPS, run_lab
+    from musicaffect.paths import check_output_dir
 
+    check_output_dir(args.out, what="lab folder")
+    if args.sample:
+        check_output_dir(args.sample, what="sample data folder")
     root = args.data_root
     if root is None:
         if not args.sample:

@@ -44,10 +44,14 @@ def default_export_path(checkpoint: str | Path, fmt: str) -> Path:
 def cmd_export(args: argparse.Namespace) -> int:
     """Load the checkpoint, export it, print the written path."""
     from musicaffect.export import export_model
+    from musicaffect.paths import check_output_file
     from musicaffect.training.checkpoint import load_model
 
+    if args.out:
+        check_output_file(args.out, what="exported model")
     model, ckpt = load_model(args.checkpoint, which=args.which)
     out = args.out or default_export_path(ckpt["path"], args.fmt)
+    check_output_file(out, what="exported model")
     from musicaffect.data.vocab import vocabulary_of_checkpoint
 
     vocab = vocabulary_of_checkpoint(ckpt)

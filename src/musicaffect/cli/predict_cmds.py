@@ -7,8 +7,9 @@ import argparse
 import csv
 import json
 import sys
+from pathlib import Path
 
-from musicaffect.errors import ConfigError
+from musicaffect.errors import ConfigError, OutputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +41,10 @@ def _is_checkpoint(p: str) -> bool:
 
 def cmd_predict(args) -> int:
     from musicaffect import predict
+    from musicaffect.paths import check_output_file
 
+    if args.out:
+        check_output_file(args.out, what="predictions file")
     ckpts = list(args.model)
     rest = list(args.paths)
     while rest and _is_checkpoint(rest[0]):
@@ -50,24 +54,45 @@ def cmd_predict(args) -> int:
                           "checkpoints/best.pt); usage: musicaffect predict CHECKPOINT AUDIO...")
     if not rest:
         raise ConfigError("no audio files given; usage: musicaffect predict CHECKPOINT AUDIO...")
+    for path in rest:
+        if Path(path).is_dir():
+            if (Path(path) / "checkpoints").is_dir() or (Path(path) / "config.yaml").is_file():
+                raise ConfigError(f"{path}: a run folder without checkpoints/best.pt (has its "
+                                  "training finished an epoch?); models go first, then audio "
+                                  "files")
+            raise ConfigError(f"{path}: is a folder, not an audio file; give the files "
+                              f"(e.g. {Path(path) / '*.wav'})")
     models = predict.load_models(ckpts, device=args.device)
     preds = predict.predict_files(models, rest, top=args.top,
                                   progress=args.format == "table" and not args.out,
                                   threshold=args.threshold)
-    out = open(args.out, "w", newline="") if args.out else sys.stdout
-    try:
-        if args.format == "json":
-            json.dump([p.to_dict(top=args.top) for p in preds], out, indent=2)
-            out.write("\n")
-        elif args.format == "csv":
-            header, rows = predict.to_csv_rows(preds, top=args.top,
-                                               targets=predict.model_targets(models))
-            w = csv.writer(out)
-            w.writerow(header)
-            w.writerows(rows)
-        else:
-            out.write(predict.format_table(preds) + "\n")
-    finally:
-        if args.out:
-            out.close()
+    if args.out:
+        try:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            with open(args.out, "w", newline="") as out:
+                _write(out, preds, args, models)
+        except OSError as err:
+            # the path was fine a moment ago: keep the computed predictions anyway
+            sys.stdout.write(f"cannot write {args.out} ({err.strerror}); the predictions:\n")
+            _write(sys.stdout, preds, args, models)
+            raise OutputError(f"{args.out}: cannot write the predictions ({err.strerror}); "
+                              "they were printed above") from None
+    else:
+        _write(sys.stdout, preds, args, models)
     return 1 if any(p.error for p in preds) else 0
+
+
+def _write(out, preds, args, models) -> None:
+    from musicaffect import predict
+
+    if args.format == "json":
+        json.dump([p.to_dict(top=args.top) for p in preds], out, indent=2)
+        out.write("\n")
+    elif args.format == "csv":
+        header, rows = predict.to_csv_rows(preds, top=args.top,
+                                           targets=predict.model_targets(models))
+        w = csv.writer(out)
+        w.writerow(header)
+        w.writerows(rows)
+    else:
+        out.write(predict.format_table(preds) + "\n")

@@ -117,6 +117,10 @@ def cmd_train(args) -> int:
     if args.overfit_batches:
         overrides.append(f"train.overfit_batches={args.overfit_batches}")
     cfg = load_config(args.preset or args.config, overrides)
+    if args.out and cfg.train.overfit_batches > 0:
+        from musicaffect.paths import check_output_dir
+
+        check_output_dir(args.out, what="overfit output folder")
     if cfg.train.overfit_batches > 0:
         from musicaffect.training.engine import overfit
 
@@ -189,7 +193,9 @@ def cmd_evaluate(args) -> int:
 
 def cmd_suite(args) -> int:
     from musicaffect import suites
+    from musicaffect.paths import check_output_dir
 
+    check_output_dir(args.out, what="suite folder")
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
     if args.seeds > 1:
@@ -241,8 +247,10 @@ def _saved(out: Path, which: str):
 
 
 def cmd_submit(args) -> int:
+    from musicaffect.paths import check_output_file
     from musicaffect.submission import submit
 
+    check_output_file(args.out, what="submission CSV")
     if len(args.runs) < 2:
         raise ConfigError("usage: musicaffect submit RUN [RUN ...] DATA_ROOT --out solution.csv")
     *runs, data_root = args.runs

@@ -6,6 +6,11 @@ lengths) and a fingerprint of the source files (names, sizes, mtimes). Later rea
 memory-map that file, so an epoch never touches gzip again. The store is rebuilt when the
 fingerprint no longer matches the folder.
 
+Corruption is detected: the build stores a BLAKE2b digest of every clip's bytes. Opening a
+store checks the file size and the digests of a sample of clips (all of them for stores up
+to :data:`VERIFY_ALL_BYTES`); :meth:`ClipStore.verify` (``musicaffect cache --verify``)
+checks every clip. A store that fails is rebuilt, with a warning that names the clip.
+
 A build writes into a temporary folder next to the cache, writes the completion marker
 last and then renames the folder into place, so an interrupted build never looks valid.
 Clips that fail to load are recorded in the index (``bad``) instead of aborting the build;
@@ -33,11 +38,20 @@ from musicaffect.errors import DataError
 log = logging.getLogger(__name__)
 
 #: bump when the on-disk format changes (older caches are then rebuilt)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DATA_FILE = "clips.f32"
 INDEX_FILE = "index.json"
 COMPLETE_MARKER = "COMPLETE"
 _PAGE = mmap.PAGESIZE
+#: stores up to this size are checked whole at every open; larger ones by a sample
+VERIFY_ALL_BYTES = 64 * 2**20
+#: bytes of clips checked at the open of a larger store (first, last and random clips)
+VERIFY_SAMPLE_BYTES = 16 * 2**20
+
+
+def clip_digest(data) -> str:
+    """BLAKE2b (128-bit) hex digest of one clip's stored bytes."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def default_cache_dir() -> Path:
@@ -133,6 +147,11 @@ class ClipStore:
         The cache folder.
     built : bool
         True when this instance (re)built the cache.
+    repaired : list of str
+        Clips whose stored bytes did not match their checksum at open (the store was then
+        rebuilt); empty normally.
+    verify : {"sample", "full", "none"}
+        How much of an existing store is checked against its checksums when opened.
 
     Examples
     --------
@@ -141,7 +160,7 @@ class ClipStore:
     """
 
     def __init__(self, source: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
-                 progress: bool = True):
+                 progress: bool = True, verify: str = "sample"):
         self.source = Path(source)
         if not self.source.is_dir():
             raise DataError("split folder is missing: restore it from the dataset download",
@@ -149,22 +168,72 @@ class ClipStore:
         self.path = store_dir(self.source, cache_dir=cache_dir)
         files = list_clip_files(self.source)
         fp = fingerprint(files)
+        self._fh = self._mm = None
+        self.repaired: list[str] = []
         index = self._read_valid_index(fp)
         self.built = index is None
+        if index is not None:
+            self._load(index)
+            if verify != "none":
+                self.repaired = self.verify(full=verify == "full")
+            if self.repaired:
+                log.warning("%s: the clip cache is corrupt (clip %s%s does not match its "
+                            "checksum): rebuilding it from %s", self.path, self.repaired[0],
+                            f" and {len(self.repaired) - 1} more" * (len(self.repaired) > 1),
+                            self.source)
+                self.close()
+                index = None
         if index is None:
+            self.built = True
             self._build(files, fp, progress=progress)
             index = self._read_valid_index(fp)
             if index is None:
                 raise DataError("the cache just built does not read back: check free disk "
                                 "space and permissions, or pass another cache_dir",
                                 path=self.path)
+            self._load(index)
+
+    def _load(self, index: dict) -> None:
         self.ids: list[str] = list(index["ids"])
         self.offsets = np.asarray(index["offsets"], dtype=np.int64)
         self.lengths = np.asarray(index["lengths"], dtype=np.int64)
         self.bad: dict[str, str] = dict(index["bad"])
         self.sources: dict[str, str] = dict(index["sources"])
+        self.digests: list[str] = list(index["digests"])
         self._row = {cid: k for k, cid in enumerate(self.ids)}
         self._open()
+
+    # -- checking ---------------------------------------------------------------------------
+    def verify(self, *, full: bool = True) -> list[str]:
+        """Ids of the clips whose stored bytes do not match their build-time checksum.
+
+        ``full=False`` checks every clip of a store up to :data:`VERIFY_ALL_BYTES`, else the
+        first, the last and random clips up to :data:`VERIFY_SAMPLE_BYTES`.
+        """
+        n = len(self.ids)
+        if n == 0:
+            return []
+        row_bytes = 4 * N_ROWS
+        order = list(range(n))
+        if not full and int(self.lengths.sum()) * row_bytes > VERIFY_ALL_BYTES:
+            rest = np.random.default_rng().permutation(np.arange(1, n - 1)).tolist()
+            order, budget = [], VERIFY_SAMPLE_BYTES
+            for k in [0, n - 1, *rest]:
+                if budget <= 0:
+                    break
+                order.append(k)
+                budget -= int(self.lengths[k]) * row_bytes
+        view = memoryview(self._mm)
+        bad = []
+        try:
+            for k in order:
+                start, stop = int(self.offsets[k]), int(self.offsets[k] + self.lengths[k])
+                if clip_digest(view[start * row_bytes:stop * row_bytes]) != self.digests[k]:
+                    bad.append(self.ids[k])
+                self._release(start, stop)
+        finally:
+            view.release()
+        return bad
 
     # -- building ---------------------------------------------------------------------------
     def _read_valid_index(self, fp: str) -> dict | None:
@@ -179,6 +248,8 @@ class ClipStore:
         if index.get("version") != FORMAT_VERSION or index.get("fingerprint") != fp:
             return None
         if size != 4 * N_ROWS * int(sum(index["lengths"])):
+            return None
+        if len(index.get("digests", ())) != len(index["ids"]):
             return None
         return index
 
@@ -196,6 +267,7 @@ class ClipStore:
         lengths: list[int] = []
         bad: dict[str, str] = {}
         sources: dict[str, str] = {}
+        digests: list[str] = []
         offset = 0
         try:
             with open(tmp / DATA_FILE, "wb") as fh:
@@ -209,7 +281,9 @@ class ClipStore:
                         sources[cid] = files[cid].name
                         log.warning("not cached: %s", err)
                         continue
-                    fh.write(np.ascontiguousarray(a.T).tobytes())  # (T, 140) time-major
+                    data = np.ascontiguousarray(a.T).tobytes()  # (T, 140) time-major
+                    fh.write(data)
+                    digests.append(clip_digest(data))
                     ids.append(cid)
                     offsets.append(offset)
                     lengths.append(a.shape[1])
@@ -219,7 +293,8 @@ class ClipStore:
                 os.fsync(fh.fileno())
             index = {"version": FORMAT_VERSION, "fingerprint": fp,
                      "source": str(self.source.resolve()), "n_rows": N_ROWS, "ids": ids,
-                     "offsets": offsets, "lengths": lengths, "bad": bad, "sources": sources}
+                     "offsets": offsets, "lengths": lengths, "bad": bad, "sources": sources,
+                     "digests": digests}
             (tmp / INDEX_FILE).write_text(json.dumps(index))
             (tmp / COMPLETE_MARKER).write_text("ok\n")  # last: the build is complete
             self._replace(tmp, final)
@@ -326,3 +401,43 @@ class ClipStore:
         last = stop * row_bytes // _PAGE * _PAGE
         if last > first:
             self._mm.madvise(mmap.MADV_DONTNEED, first, last - first)
+
+
+def list_caches(cache_dir: str | os.PathLike | None = None) -> list[tuple[Path, Path | None]]:
+    """``(cache folder, source split folder or None)`` of every complete cache in a cache dir."""
+    base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    out: list[tuple[Path, Path | None]] = []
+    if not base.is_dir():
+        return out
+    for entry in sorted(base.iterdir()):
+        index_file = entry / INDEX_FILE
+        if entry.name.startswith(".") or not index_file.is_file():
+            continue
+        try:
+            source = json.loads(index_file.read_text()).get("source")
+        except (OSError, ValueError):
+            source = None
+        out.append((entry, Path(source) if source else None))
+    return out
+
+
+def verify_cache(source: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
+                 progress: bool = False) -> tuple[str, str]:
+    """Check every clip of the cache of one split folder against its checksums; rebuild it
+    when it is corrupt or stale. Returns ``(status, message)`` with status ``"ok"``,
+    ``"rebuilt"`` or ``"not cached"`` (nothing is built then)."""
+    path = store_dir(source, cache_dir=cache_dir)
+    if not (path / COMPLETE_MARKER).is_file():
+        return "not cached", f"{source}: no cache yet (built at first use)"
+    store = ClipStore(source, cache_dir=cache_dir, progress=progress, verify="full")
+    try:
+        if store.repaired:
+            return "rebuilt", (f"{store.path}: CORRUPT ({len(store.repaired)} clip(s) did not "
+                               f"match their checksum, e.g. {store.repaired[0]}): rebuilt "
+                               f"from {source}")
+        if store.built:
+            return "rebuilt", (f"{store.path}: out of date or unreadable (the source files "
+                               f"changed): rebuilt from {source}")
+        return "ok", f"{store.path}: ok ({len(store)} clips match their checksums)"
+    finally:
+        store.close()

@@ -50,6 +50,10 @@ def evaluate(checkpoint: str | Path | list[str | Path], data_root: str | Path, *
     from musicaffect.evaluation.metrics import classification_metrics, regression_metrics
     from musicaffect.evaluation.plots import plot_confusion, plot_scatter
     from musicaffect.evaluation.predictor import Predictor
+    from musicaffect.paths import check_output_dir
+
+    if out_dir:
+        check_output_dir(out_dir, what="evaluation folder")
 
     paths = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
     if len(paths) > 1 and out_dir is None:
@@ -74,6 +78,7 @@ def evaluate(checkpoint: str | Path | list[str | Path], data_root: str | Path, *
         where = f"multitask-{rate}-heldout"
         res = pred.predict_heldout(data_root, batch_size=batch_size)
     out = Path(out_dir) if out_dir else Path(run_dir) / "eval" / where
+    check_output_dir(out, what="evaluation folder")
     out.mkdir(parents=True, exist_ok=True)
 
     single = len(pred.members) == 1

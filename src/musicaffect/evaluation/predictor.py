@@ -105,7 +105,9 @@ class DeepMember:
         self.cfg = config_from_dict(self.ckpt["config"])
         self.name = self.cfg.name
         self.path = str(self.ckpt["path"])
-        self.run_dir = Path(self.path).parent.parent
+        # the run folder owning checkpoints/, else the folder of a loose .pt file
+        parent = Path(self.path).parent
+        self.run_dir = parent.parent if parent.name == "checkpoints" else parent
         self.tasks = list(self.ckpt["model"]["tasks"])
         _vocab_attributes(self, vocabulary_of_checkpoint(self.ckpt), self.ckpt.get("kinds"))
         self.epoch = self.ckpt.get("epoch")
@@ -359,7 +361,7 @@ class Predictor:
     # ------------------------------------------------------------------ data
 
     def dataset(self, member, data_root, *, dataset: str, split: str, rate: str | None = None,
-                tasks=None):
+                tasks=None, skip_bad: bool | None = None):
         """The SpectrogramDataset ``member`` reads: its view, its rate (or ``rate``), its
         cache settings; genre labels for genre data, every target for multitask data."""
         from musicaffect.data.dataset import SpectrogramDataset
@@ -369,16 +371,19 @@ class Predictor:
             tasks = (GENRE_TASK,) if dataset == "genre" else "all"
         return SpectrogramDataset(data_root, dataset=dataset, rate=rate or d.rate, split=split,
                                   view=d.view, tasks=tasks, cache_dir=d.cache_dir,
-                                  use_cache=d.use_cache, skip_bad=d.skip_bad,
+                                  use_cache=d.use_cache,
+                                  skip_bad=d.skip_bad if skip_bad is None else skip_bad,
                                   genre_map=d.genre_map)
 
     def predict_split(self, data_root, *, dataset: str, split: str, rate: str | None = None,
-                      batch_size: int = 32, members: Sequence | None = None) -> Predictions:
+                      batch_size: int = 32, members: Sequence | None = None,
+                      skip_bad: bool | None = None) -> Predictions:
         """Predict every clip of one folder and split (each member at its own rate and view,
         or at ``rate``); rows in the first member's clip order."""
         parts = []
         for m in members or self.members:
-            ds = self.dataset(m, data_root, dataset=dataset, split=split, rate=rate)
+            ds = self.dataset(m, data_root, dataset=dataset, split=split, rate=rate,
+                              skip_bad=skip_bad)
             check_fits(m, ds.n_features,
                        f"the {rate or m.cfg.data.rate} {split} folder ({m.cfg.data.view})",
                        ds.vocab.classes if dataset == "genre" else None)

@@ -45,6 +45,7 @@ import csv
 import logging
 import math
 import os
+import posixpath
 import re
 import shutil
 import time
@@ -53,7 +54,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -314,6 +315,12 @@ def _parse_row(rec: dict[str, str], path: Path, lineno: int, *, targets: list[st
     if not file:
         raise DataError("empty 'file' value: give the audio path relative to the audio "
                         "folder", path=path, line=lineno)
+    norm = posixpath.normpath(file)
+    if file.startswith("/") or PureWindowsPath(file).drive or norm == ".." or \
+            norm.startswith("../"):
+        raise DataError(f"file {file!r} is outside the audio folder: 'file' paths must stay "
+                        "inside AUDIO_DIR (no leading '/' or '..'); move the file there or "
+                        "give a parent AUDIO_DIR", path=path, line=lineno)
     genre = None
     if rec.get("genre"):
         genre = canon.names.get(rec["genre"].casefold())
@@ -685,6 +692,9 @@ def _run_all(tasks: list[_Task], params: FeatureParams, *, jobs: int | None,
 
 
 def _check_out(out: Path) -> None:
+    from musicaffect.paths import check_output_dir
+
+    check_output_dir(out, what="dataset folder")
     if not out.exists():
         return
     if not out.is_dir():

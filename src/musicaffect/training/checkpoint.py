@@ -64,13 +64,26 @@ def load_checkpoint(path: str | os.PathLike, *, which: str = "best") -> dict:
     p = resolve_checkpoint(path, which=which)
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt, truncated or not a torch file
-        raise CheckpointError(f"{p}: cannot read checkpoint ({type(err).__name__}: {err}); "
-                              "the file may be truncated or not a musicaffect checkpoint") from err
+    except Exception as err:  # corrupt, truncated, not a torch file, or pickled objects
+        raise CheckpointError(f"{p}: cannot read checkpoint ({_reason(err)}); the file may be "
+                              "truncated or not a musicaffect checkpoint") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not a musicaffect checkpoint (format {FORMAT} expected)")
     ckpt["path"] = str(p)
     return ckpt
+
+
+def _reason(err: Exception) -> str:
+    """A short cause of a failed ``torch.load``, without PyTorch's advice to retry with
+    ``weights_only=False`` (which would run arbitrary code from the file: never do that)."""
+    text = str(err)
+    if "Unsupported global" in text:
+        return ("it holds pickled Python objects, not only tensors and plain values; "
+                "musicaffect never loads such files")
+    if "weights_only" in text or "WeightsUnpickler" in text:
+        return "not a valid PyTorch file (unreadable pickle data)"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(err).__name__}: {first[:200]}" if first else type(err).__name__
 
 
 def load_model(path: str | os.PathLike, *, which: str = "best"):

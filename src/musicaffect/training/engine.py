@@ -19,7 +19,6 @@ import csv
 import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler, Subset
 
-from musicaffect.config import RunConfig, save_config
+from musicaffect.config import RunConfig
 from musicaffect.data.labels import CLASSES, GENRE_TASK
 from musicaffect.errors import CheckpointError, ConfigError, DataError, RunError
 from musicaffect.training.checkpoint import atomic_save, load_checkpoint, make_checkpoint
@@ -194,11 +193,26 @@ def build_run_model(cfg: RunConfig, data: RunData):
                           vocab=data.vocab)
     elif cfg.data.normalize:
         mean, std = feature_stats(data.dataset, data.train_idx)
+        if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            _raise_non_finite(data)
         model.set_normalization(torch.as_tensor(mean, dtype=torch.float32),
                                 torch.as_tensor(std, dtype=torch.float32))
     if cfg.transfer.checkpoint and cfg.transfer.freeze_backbone:
         model.freeze_backbone(True)
     return model
+
+
+def _raise_non_finite(data: RunData) -> None:
+    """The normalisation statistics are NaN/inf: name the clip that made them so."""
+    for i in data.train_idx:
+        x = np.asarray(data.dataset[int(i)]["x"])
+        if not np.isfinite(x).all():
+            rec = data.dataset.records[int(i)]
+            raise DataError(f"clip {rec.id} reads back with NaN/inf values (the file was "
+                            "checked when cached, so the clip cache is probably corrupt): "
+                            "run `musicaffect cache --verify` to rebuild it", path=rec.path)
+    raise DataError("the feature statistics of the training clips are not finite (values "
+                    "too large for float32?); check the data", path=data.info.get("data_root"))
 
 
 def transfer_backbone(model, checkpoint: str | Path, *, n_features: int, vocab=None) -> dict:
@@ -461,24 +475,15 @@ def _share_cpu_threads(fabric, num_nodes: int) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
 
 
-def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> bool:
-    """Create the run folder; returns True when there is a ``last.pt`` to resume from."""
-    last = run_dir / "checkpoints" / "last.pt"
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if resume:
-            if not last.is_file():
-                raise RunError(f"{run_dir}: nothing to resume (no checkpoints/last.pt); "
-                               "drop --resume or use --overwrite to start again")
-            return True
-        if overwrite:
-            shutil.rmtree(run_dir)
-        else:
-            raise RunError(f"{run_dir}: run folder exists already; pass --resume to continue "
-                           "it or --overwrite to replace it")
-    elif resume:
-        raise RunError(f"{run_dir}: nothing to resume (the folder is empty or missing)")
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    return False
+def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool,
+                    data_root: str | Path | None = None) -> bool:
+    """Check how ``run_dir`` may be used (see :mod:`musicaffect.training.rundir`); returns
+    True when there is a ``last.pt`` to resume from. Writes nothing: :func:`fit` claims the
+    folder only when training starts."""
+    from musicaffect.training.rundir import plan_run_dir
+
+    return plan_run_dir(run_dir, data_root=data_root, resume=resume,
+                        overwrite=overwrite).resumes
 
 
 # --------------------------------------------------------------------------- the loop
@@ -500,6 +505,21 @@ class FitResult:
 def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: bool = False,
         overwrite: bool = False, progress: bool = True, stop_after: int | None = None
         ) -> FitResult:
+    """Train a model as configured (see :func:`_fit`). A run that fails before its first
+    checkpoint leaves nothing behind (:class:`~musicaffect.training.rundir.RunClaim`)."""
+    claims: list = []
+    try:
+        return _fit(cfg, data_root, run_dir, resume=resume, overwrite=overwrite,
+                    progress=progress, stop_after=stop_after, _claims=claims)
+    except BaseException:
+        for claim in claims:
+            claim.abort()
+        raise
+
+
+def _fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: bool = False,
+         overwrite: bool = False, progress: bool = True, stop_after: int | None = None,
+         _claims: list | None = None) -> FitResult:
     """Train a model as configured; writes checkpoints, metrics.csv, TensorBoard, curves.
 
     Parameters
@@ -508,7 +528,8 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
     data_root : path
         The dataset root (the folder holding the four Kaggle folders).
     run_dir : path
-        Output folder (refused when it exists, unless ``resume`` or ``overwrite``).
+        Output folder. An existing run is refused unless ``resume`` or ``overwrite``;
+        ``overwrite`` only replaces a run folder, after the new run's first checkpoint.
     stop_after : int, optional
         Stop (as if interrupted) after this many epochs of this call; for tests of resume.
     """
@@ -522,17 +543,19 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
     from tqdm.auto import tqdm
 
     from musicaffect.training.losses import build_loss
+    from musicaffect.training.rundir import RunClaim, check_resume, plan_run_dir
 
     run_dir = Path(run_dir)
+    cfg.validate()
     keep_heap()
     fabric = make_fabric(cfg)
     fabric.launch()
     _share_cpu_threads(fabric, cfg.train.num_nodes)
     rank0 = fabric.global_rank == 0
-    has_last = False
-    if rank0:
-        has_last = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    has_last = fabric.broadcast(has_last, src=0)
+    plan = None
+    if rank0:   # only looks: nothing is written before the data and the model are ready
+        plan = plan_run_dir(run_dir, data_root=data_root, resume=resume, overwrite=overwrite)
+    has_last = fabric.broadcast(bool(plan and plan.resumes), src=0)
     fabric.barrier()
     fabric.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -551,16 +574,26 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
     early = {"best": None, "best_epoch": -1, "bad_epochs": 0}
     if has_last:
         last = load_checkpoint(run_dir, which="last")
-        model.load_state_dict(last["state_dict"])
-        optimizer.load_state_dict(last["optimizer"])
-        loss_fn.load_state_dict(last["loss_state"])
+        check_resume(run_dir, cfg, model, last)
+        try:
+            model.load_state_dict(last["state_dict"])
+            optimizer.load_state_dict(last["optimizer"])
+            loss_fn.load_state_dict(last["loss_state"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise CheckpointError(f"{last['path']}: does not fit this run's model ("
+                                  f"{str(err).splitlines()[0]}); start again with "
+                                  "--overwrite or another --out") from None
         history = list(last["history"])
         early = dict(last["early"])
         start_epoch = int(last["epoch"]) + 1
         torch.set_rng_state(last["rng"]["torch"])
         log.info("resuming %s from epoch %d", run_dir, start_epoch)
-    if rank0:
-        save_config(cfg, run_dir / "config.yaml")
+    _check_batches(cfg, data, fabric.world_size)
+    claim = RunClaim(plan) if rank0 else None
+    if claim is not None:   # training starts: claim the folder (a replacement goes beside)
+        if _claims is not None:
+            _claims.append(claim)
+        run_dir = claim.claim(cfg)
         if data.dataset.skipped:
             from musicaffect.data.layout import write_skipped
 
@@ -586,6 +619,9 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
     monitor = cfg.train.monitor
     minimise = monitor in MINIMISE
     writer = _tensorboard(run_dir) if rank0 else None
+    if claim is not None:   # the event file is reopened where a replacement run moves to
+        claim.before_swap.append(writer.close)
+        claim.after_swap.append(lambda path: writer.reopen(path))
     raw_model = model.module if hasattr(model, "module") else model
     head_sizes = raw_model.tasks
     ema = None
@@ -646,6 +682,9 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
             total += float(loss.detach()) * len(batch["ids"])
             count += len(batch["ids"])
             bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+        if count == 0:
+            raise RunError(f"epoch {epoch + 1} trained on zero batches: check "
+                           "train.max_batches_per_epoch and the training split")
         train_loss = fabric.all_reduce(torch.tensor(total / max(count, 1)), reduce_op="mean")
         val_res = predict_outputs(eval_model, val_loader, fabric=fabric,
                                   **window_options(cfg))
@@ -685,6 +724,7 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
                 if k != "epoch":
                     writer.add_scalar(k, v, epoch)
             log.info("epoch %d: %s%s", epoch + 1, _fmt(metrics), "  *" if improved else "")
+            run_dir = claim.commit()   # a replacement takes the old run's place now
         fabric.barrier()
         epochs_run += 1
     else:
@@ -693,6 +733,8 @@ def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: b
 
     if writer is not None:
         writer.close()
+    if claim is not None and not claim.committed:   # no epoch ran: leave nothing behind
+        claim.abort()
     best_metrics = next((h for h in history if h["epoch"] == early["best_epoch"]), {})
     result = FitResult(run_dir, int(early["best_epoch"]), float(early["best"] or 0.0), monitor,
                        history, stopped_early, best_metrics, time.perf_counter() - t_start)
@@ -715,6 +757,17 @@ def _balance(cfg: RunConfig, data: RunData, model) -> tuple:
     from musicaffect.training.recipe import balanced_sample_weights
 
     return None, balanced_sample_weights(labels)
+
+
+def _check_batches(cfg: RunConfig, data: RunData, world: int) -> None:
+    """A run whose epochs would train on zero batches is an error (before anything starts)."""
+    n = len(EpochBatchSampler(data.train_idx, batch_size=cfg.train.batch_size, seed=cfg.seed,
+                              world=world, max_batches=cfg.train.max_batches_per_epoch))
+    if n == 0:
+        raise RunError(f"an epoch would train on zero batches ({len(data.train_idx)} training "
+                       f"clips, batch size {cfg.train.batch_size} x {world} processes, "
+                       f"max_batches_per_epoch={cfg.train.max_batches_per_epoch}); add clips "
+                       "or lower train.batch_size")
 
 
 def _prepare_data_ranked(fabric, cfg: RunConfig, data_root) -> RunData:
@@ -778,14 +831,36 @@ def _save_curves(history: list[dict], run_dir: Path) -> None:
 
 def _tensorboard(run_dir: Path):
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
     except ImportError:  # tensorboard not installed: log only to CSV
         return _NullWriter()
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    return _TensorBoard(run_dir)
+
+
+class _TensorBoard:
+    """A SummaryWriter in ``run_dir/tensorboard`` that can be reopened in another folder
+    (its event file is written by path, so it must be closed before the folder moves)."""
+
+    def __init__(self, run_dir: Path):
+        self.reopen(run_dir)
+
+    def reopen(self, run_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+
+    def add_scalar(self, *args, **kwargs) -> None:
+        self._writer.add_scalar(*args, **kwargs)
+
+    def close(self) -> None:
+        self._writer.close()
 
 
 class _NullWriter:
     def add_scalar(self, *args, **kwargs) -> None:
+        pass
+
+    def reopen(self, run_dir: Path) -> None:
         pass
 
     def close(self) -> None:

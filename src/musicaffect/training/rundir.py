@@ -1,0 +1,333 @@
+"""Run folders: what may be replaced, when a folder is claimed, and safe resumption.
+
+Rules (issue 9, "nothing lost"):
+
+- A run folder is recognised by its marker file (:data:`MARKER`) or, for runs written before
+  the marker existed, by ``config.yaml`` (a run config) next to a ``checkpoints/`` folder.
+  Nothing else is ever replaced or emptied.
+- ``--overwrite`` refuses the data root, any folder holding the data root, the current
+  directory and its parents. It only replaces a run folder or an empty folder.
+- :func:`plan_run_dir` only inspects; nothing is created before the data and the model are
+  ready. :class:`RunClaim` then claims the folder when training starts. A replaced run is
+  written beside the old one (``.<name>.new-<pid>-<tag>``) and swapped in after its first
+  checkpoint exists; until then the old run is untouched.
+- A failure before the first checkpoint removes what the claim created; a run folder without
+  a checkpoint (for example after SIGKILL during epoch 1) is reused by a plain rerun, and
+  ``--resume`` on it starts from scratch and says so.
+- ``--resume`` refuses a config that differs from the one in ``last.pt`` beyond
+  :data:`RESUME_FREE_KEYS`, and lists the differing keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from musicaffect.errors import RunError
+from musicaffect.paths import check_output_dir
+
+log = logging.getLogger(__name__)
+
+#: file that marks a folder as a musicaffect run folder (written when training starts)
+MARKER = ".musicaffect-run"
+
+#: config keys that may change when a run is resumed (they do not change what is trained,
+#: only how long, where, or how fast)
+RESUME_FREE_KEYS = frozenset({
+    "name", "train.epochs", "train.patience", "data.num_workers", "data.cache_dir",
+    "data.use_cache", "train.accelerator", "train.devices", "train.num_nodes",
+    "train.strategy", "train.precision", "train.overfit_batches", "train.overfit_epochs",
+    "train.overfit_loss", "model.params.impl",
+})
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    return run_dir / "checkpoints" / "last.pt"
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a musicaffect run folder (marker, or config.yaml + checkpoints/)."""
+    p = Path(path)
+    if (p / MARKER).is_file():
+        return True
+    cfg, ckpts = p / "config.yaml", p / "checkpoints"
+    if not (cfg.is_file() and ckpts.is_dir()):
+        return False
+    try:
+        data = yaml.safe_load(cfg.read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and {"data", "model", "train"} <= set(data)
+
+
+def _is_empty_dir(p: Path) -> bool:
+    return p.is_dir() and not any(p.iterdir())
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _owner_pid(p: Path) -> int:
+    # .<name>.new-<pid>-<tag> / .<name>.old-<pid>-<tag>
+    try:
+        return int(p.name.rsplit("-", 2)[-2])
+    except (ValueError, IndexError):
+        return -1
+
+
+def _tidy_leftovers(run_dir: Path) -> None:
+    """Finish or remove what a killed replacement left beside ``run_dir``.
+
+    A swap is ``old -> .old-*``, ``.new-* -> run_dir``, remove ``.old-*``. When a process
+    died between the two renames, ``run_dir`` is missing and the new run (which has its first
+    checkpoint) is moved into place; staging folders without a checkpoint are removed.
+    """
+    parent = run_dir.parent
+    if not parent.is_dir():
+        return
+    stale = [p for p in parent.glob(f".{run_dir.name}.new-*")
+             if p.is_dir() and not _pid_alive(_owner_pid(p))]
+    for p in stale:
+        if not run_dir.exists() and last_checkpoint(p).is_file():
+            os.rename(p, run_dir)
+            log.warning("%s: completed the replacement of the run that was interrupted "
+                        "(moved %s into place)", run_dir, p.name)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+    for p in parent.glob(f".{run_dir.name}.old-*"):
+        if p.is_dir() and not _pid_alive(_owner_pid(p)):
+            if not run_dir.exists():
+                os.rename(p, run_dir)   # the new run never arrived: keep the old one
+            else:
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def check_replaceable(run_dir: Path, data_root: str | os.PathLike | None) -> None:
+    """Raise :class:`RunError` when ``run_dir`` must never be emptied or replaced."""
+    here = Path.cwd().resolve()
+    target = run_dir.resolve()
+    if _inside(here, target):
+        raise RunError(f"{run_dir}: is the current directory (or holds it); a run folder "
+                       "is never replaced there: give a new --out folder")
+    if data_root is not None and Path(data_root).exists():
+        root = Path(data_root).resolve()
+        if _inside(root, target):
+            raise RunError(f"{run_dir}: is the data root or holds it ({data_root}); it is "
+                           "never replaced: give another --out folder")
+    if target == Path(target.anchor) or target == Path.home().resolve():
+        raise RunError(f"{run_dir}: refusing to replace this folder; give a new --out folder")
+
+
+@dataclass
+class RunPlan:
+    """What :func:`fit` will do with its run folder (decided before anything is written)."""
+
+    run_dir: Path
+    mode: str                    # fresh | reuse | resume | replace
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def resumes(self) -> bool:
+        return self.mode == "resume"
+
+
+def plan_run_dir(run_dir: str | os.PathLike, *, data_root=None, resume: bool = False,
+                 overwrite: bool = False) -> RunPlan:
+    """Decide, without writing anything, how a run may use ``run_dir``.
+
+    - missing or empty folder: ``fresh`` (``--resume`` then starts from scratch and says so);
+    - a run folder without a checkpoint (a run that failed or was killed before its first
+      checkpoint): ``reuse`` (the same with ``--resume``);
+    - a run folder with ``checkpoints/last.pt``: ``resume`` with ``--resume``, ``replace``
+      with ``--overwrite``, else :class:`RunError`;
+    - anything else (a file, a folder that is not a run): :class:`RunError`.
+    """
+    run_dir = Path(run_dir)
+    if resume and overwrite:
+        raise RunError(f"{run_dir}: give --resume or --overwrite, not both")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"{run_dir}: is a file, not a run folder; give another --out")
+    check_output_dir(run_dir, what="run folder")
+    _tidy_leftovers(run_dir)
+    if data_root is not None and run_dir.exists() and Path(data_root).exists() and _inside(
+            Path(data_root).resolve(), run_dir.resolve()):
+        raise RunError(f"{run_dir}: is the data root or holds it ({data_root}); give "
+                       "another --out folder")
+    if not run_dir.exists() or _is_empty_dir(run_dir):
+        plan = RunPlan(run_dir, "fresh")
+        if resume:
+            plan.notes.append(f"{run_dir}: nothing to resume (no checkpoint yet): starting "
+                              "from scratch")
+        return plan
+    if not is_run_dir(run_dir):
+        raise RunError(f"{run_dir}: folder exists and is not a musicaffect run folder (no "
+                       f"{MARKER} or config.yaml + checkpoints/); nothing was changed: "
+                       "give a new or empty --out folder")
+    if not last_checkpoint(run_dir).is_file():
+        plan = RunPlan(run_dir, "reuse")
+        plan.notes.append(f"{run_dir}: the run there stopped before its first checkpoint"
+                          + ("; nothing to resume: starting from scratch" if resume
+                             else "; starting it again"))
+        return plan
+    if resume:
+        return RunPlan(run_dir, "resume")
+    if overwrite:
+        check_replaceable(run_dir, data_root)
+        return RunPlan(run_dir, "replace")
+    raise RunError(f"{run_dir}: run folder exists already; pass --resume to continue it or "
+                   "--overwrite to replace it (the old run is kept until the new one has "
+                   "its first checkpoint)")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+            if not v:
+                out[key] = {}
+        else:
+            out[key] = v
+    return out
+
+
+def config_differences(saved: dict, current: dict, *, free=RESUME_FREE_KEYS) -> list[str]:
+    """``key: saved -> current`` lines for every key that differs, except ``free`` keys."""
+    a, b = _flatten(saved), _flatten(current)
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        if key in free:
+            continue
+        va, vb = a.get(key, "<unset>"), b.get(key, "<unset>")
+        if va != vb:
+            lines.append(f"{key}: {va!r} -> {vb!r}")
+    return lines
+
+
+def check_resume(run_dir: Path, cfg, model, last: dict) -> None:
+    """Refuse to resume ``last`` with a config or model that differs from the saved one."""
+    from musicaffect.config import config_from_dict
+    from musicaffect.errors import MusicAffectError
+
+    saved = last.get("config") or {}
+    try:
+        saved = config_from_dict(saved).to_dict()   # fills keys added since
+    except MusicAffectError:
+        pass
+    diff = config_differences(saved, cfg.to_dict())
+    if not diff:
+        # same config, other model (defaults changed between versions, other data view ...)
+        theirs = dict(last.get("model") or {})
+        mine = model.model_args()
+        for d in (theirs, mine):
+            d["params"] = {k: v for k, v in dict(d.get("params") or {}).items() if k != "impl"}
+        diff = [f"model (checkpoint) {d}" for d in config_differences(theirs, mine, free=())]
+    if diff:
+        shown = "\n  ".join(diff)
+        raise RunError(f"{run_dir}: the config differs from the one the run was started "
+                       f"with, so --resume would not continue the same run:\n  {shown}\n"
+                       "resume with the saved config (drop these --set overrides), or "
+                       "start a new run (--overwrite or another --out). Keys that may "
+                       f"change on resume: {', '.join(sorted(RESUME_FREE_KEYS))}")
+
+
+class RunClaim:
+    """Claims the run folder when training starts; see the module docstring.
+
+    ``path`` is where the run is written now (a staging folder beside the old run until the
+    first checkpoint of a replacement exists). Call :meth:`commit` after each checkpoint
+    (only the first does anything) and :meth:`abort` when the run fails before it.
+    """
+
+    def __init__(self, plan: RunPlan):
+        self.plan = plan
+        self.final = plan.run_dir
+        self.committed = plan.mode == "resume"
+        self.created = False
+        #: called before / after a replacement moves into place (e.g. to reopen log files)
+        self.before_swap: list[Callable[[], None]] = []
+        self.after_swap: list[Callable[[Path], None]] = []
+        if plan.mode == "replace":
+            tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            self.path = self.final.parent / f".{self.final.name}.new-{tag}"
+        else:
+            self.path = self.final
+
+    def claim(self, cfg) -> Path:
+        """Create (or clear a checkpoint-less run in) the folder; write marker and config."""
+        from musicaffect.config import save_config
+
+        for note in self.plan.notes:
+            log.warning("%s", note)
+        if self.plan.mode == "reuse":
+            for child in self.path.iterdir():   # a run without checkpoint: nothing to lose
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        elif self.plan.mode in ("fresh", "replace"):
+            self.created = not self.path.exists()
+        (self.path / "checkpoints").mkdir(parents=True, exist_ok=True)
+        marker = {"format": "musicaffect-run/1", "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                  "pid": os.getpid()}
+        if self.plan.mode != "resume":
+            (self.path / MARKER).write_text(json.dumps(marker) + "\n")
+        else:
+            (self.path / MARKER).touch()
+        save_config(cfg, self.path / "config.yaml")
+        return self.path
+
+    def commit(self) -> Path:
+        """After a checkpoint: swap a replacement into place (once). Returns the run folder."""
+        if self.committed:
+            return self.final
+        if self.plan.mode == "replace" and self.path != self.final:
+            trash = self.final.parent / (f".{self.final.name}.old-{os.getpid()}-"
+                                         f"{uuid.uuid4().hex[:8]}")
+            for hook in self.before_swap:
+                hook()
+            if self.final.exists():
+                os.rename(self.final, trash)
+            os.rename(self.path, self.final)
+            for hook in self.after_swap:
+                hook(self.final)
+            shutil.rmtree(trash, ignore_errors=True)
+            log.info("%s: replaced the old run (the new one has its first checkpoint)",
+                     self.final)
+            self.path = self.final
+        self.committed = True
+        return self.final
+
+    def abort(self) -> None:
+        """The run failed before its first checkpoint: remove what this claim wrote."""
+        if self.committed:
+            return
+        if self.plan.mode == "replace" or self.created:
+            shutil.rmtree(self.path, ignore_errors=True)
+        elif self.path.is_dir():
+            for child in self.path.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
