@@ -95,6 +95,26 @@ def test_overwrite_refuses_data_root_its_parents_cwd_and_foreign_folders(
     assert (run / "checkpoints" / "last.pt").is_file()
 
 
+@pytest.mark.parametrize("preset", ["classical-logreg", "ensemble-genre"])
+def test_models_without_epochs_follow_the_same_folder_rules(preset, sample_root, tmp_path,
+                                                             capsys):
+    """Classical and ensemble runs (no epochs, no Fabric) check their folder as deep runs
+    do: the data root and foreign folders are never replaced (the ensemble used to
+    ``rmtree`` its --out)."""
+    root = _copy_data(sample_root, tmp_path / "data")
+    n_files = sum(1 for _ in root.rglob("*"))
+    assert main(["train", str(root), "--preset", preset, "--out", str(root),
+                 "--overwrite"]) == 2
+    assert sum(1 for _ in root.rglob("*")) == n_files
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    assert main(["train", str(root), "--preset", preset, "--out", str(foreign),
+                 "--overwrite"]) == 2
+    assert (foreign / "notes.txt").read_text() == "keep"
+    capsys.readouterr()
+
+
 def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(
         sample_root, run_dir, tmp_path, monkeypatch, capsys):
     from musicaffect.training import engine
@@ -347,7 +367,8 @@ def test_predict_out_is_checked_first_and_missing_folders_are_made(run_dir, song
     (tmp_path / "afile").write_text("x")
     calls = []
     real = predict.load_models
-    monkeypatch.setattr(predict, "load_models", lambda p: calls.append(p) or real(p))
+    monkeypatch.setattr(predict, "load_models",
+                        lambda p, **kw: calls.append(p) or real(p, **kw))
     assert main(["predict", str(run_dir), str(song), "--out",
                  str(tmp_path / "afile" / "p.json")]) == 2
     assert "afile is a file" in capsys.readouterr().err and not calls

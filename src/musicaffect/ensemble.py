@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from musicaffect.errors import ConfigError, RunError
+from musicaffect.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -89,18 +88,23 @@ def fit_ensemble(cfg, data_root, run_dir, *, resume: bool = False, overwrite: bo
     :class:`~musicaffect.training.engine.FitResult` without epochs."""
     from musicaffect.config import load_config
     from musicaffect.training.engine import FitResult
+    from musicaffect.training.rundir import plan_run_dir, write_run
 
     ensemble_params(cfg.model.params)   # validate before touching the folder
     run_dir = Path(run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
-        if not overwrite:
-            raise RunError(f"{run_dir}: run folder exists already; pass --resume to continue "
-                           "it or --overwrite to replace it")
-        shutil.rmtree(run_dir)
+    # checked, not written: a replaced ensemble moves into place once its members exist
+    plan = plan_run_dir(run_dir, data_root=data_root, resume=resume, overwrite=overwrite)
     t0 = time.perf_counter()
-    build_ensemble(cfg, data_root, run_dir,
-                   member_cfg=lambda preset: load_config(preset, [f"seed={cfg.seed}"]),
-                   member_dir=lambda preset: run_dir / "members" / Path(preset).stem,
-                   reuse=True, progress=progress)
+
+    def write(folder: Path) -> None:
+        build_ensemble(cfg, data_root, folder,
+                       member_cfg=lambda preset: load_config(preset, [f"seed={cfg.seed}"]),
+                       member_dir=lambda preset: folder / "members" / Path(preset).stem,
+                       reuse=True, progress=progress)
+
+    if plan.resumes:   # an ensemble with its file: members are reused or resumed in place
+        write(run_dir)
+    else:
+        write_run(plan, cfg, write)
     return FitResult(run_dir, 0, float("nan"), "ensemble", [], False, {},
                      time.perf_counter() - t0)

@@ -237,7 +237,7 @@ def load_members(path: str | os.PathLike, *, which: str = "best",
 def write_ensemble(out_dir: str | os.PathLike, runs: Sequence[str | os.PathLike], *,
                    weights: Sequence[float] | None = None, name: str | None = None) -> Path:
     """Make ``out_dir`` an ensemble of ``runs``: ``ensemble.json`` (members as absolute paths,
-    weights) and ``config.yaml`` (the first member's config, ``model.name: ensemble``).
+    or relative to ``out_dir`` for members inside it, so the folder can move; weights) and ``config.yaml`` (the first member's config, ``model.name: ensemble``).
 
     Every member is loaded once to check it. Returns the path of ``ensemble.json``.
     """
@@ -259,6 +259,9 @@ def write_ensemble(out_dir: str | os.PathLike, runs: Sequence[str | os.PathLike]
     loaded = [m for r in members for m, _ in load_members(r)]
     tasks = sorted({t for m in loaded for t in m.tasks})
     out.mkdir(parents=True, exist_ok=True)
+    home = out.resolve()
+    members = [str(Path(m).relative_to(home)) if Path(m).is_relative_to(home) else m
+               for m in members]
     spec = {"format": ENSEMBLE_FORMAT, "name": name or out.name, "members": members,
             "weights": weights, "tasks": tasks,
             "member_names": [m.name for m in loaded]}
@@ -283,6 +286,9 @@ def read_ensemble(folder: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path}: not a musicaffect ensemble (format {ENSEMBLE_FORMAT} "
                               "with a list of members expected)")
     spec.setdefault("weights", [1.0] * len(spec["members"]))
+    # members inside the ensemble folder are stored relative to it
+    spec["members"] = [str(Path(folder) / m) if not Path(m).is_absolute() else m
+                       for m in spec["members"]]
     return spec
 
 

@@ -466,7 +466,8 @@ def fit_classical(cfg, data_root, run_dir, *, resume: bool = False, overwrite: b
     (a classical fit is one step).
     """
     from musicaffect.config import save_config
-    from musicaffect.training.engine import FitResult, prepare_data, prepare_run_dir
+    from musicaffect.training.engine import FitResult, prepare_data
+    from musicaffect.training.rundir import plan_run_dir, write_run
 
     p = classical_params(cfg.model.params)
     if cfg.train.overfit_batches:
@@ -475,14 +476,13 @@ def fit_classical(cfg, data_root, run_dir, *, resume: bool = False, overwrite: b
     if cfg.transfer.checkpoint:
         raise ConfigError("transfer.checkpoint does not apply to a classical model")
     run_dir = Path(run_dir)
-    prepare_run_dir(run_dir, resume=False, overwrite=overwrite or resume)
+    # only looks (the folder is written once the models are fitted): --resume retrains
+    plan = plan_run_dir(run_dir, data_root=data_root, overwrite=overwrite or resume)
     t_start = time.perf_counter()
     data = prepare_data(cfg, data_root)
     X, ids, labels = dataset_features(data.dataset, p, max_length=cfg.data.max_length)
     tr, va = data.train_idx, data.val_idx
-    ckpt_dir = run_dir / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    entries, search = {}, {}
+    fitted, search = {}, {}
     for task in data.tasks:
         y = data.dataset.labels(task)
         classify = task == GENRE_TASK
@@ -492,41 +492,48 @@ def fit_classical(cfg, data_root, run_dir, *, resume: bool = False, overwrite: b
         model, info = fit_task(p, X[tr][has[tr]], y[tr][has[tr]], classify=classify,
                                seed=cfg.seed)
         info["seconds"] = time.perf_counter() - t0
-        entries[task] = {**save_task_model(model, ckpt_dir, task, p.estimator), **info}
+        fitted[task] = model
         search[task] = info
         log.info("classical %s %s: best %s (internal CV score %s, %.1fs)", p.estimator, task,
                  info["best_params"], info["cv_score"], info["seconds"])
     feats = {"view": cfg.data.view, "rate": cfg.data.rate, "n_features": data.n_features,
              "percentiles": list(p.percentiles), "deltas": p.deltas, "dim": int(X.shape[1]),
              "max_length": cfg.data.max_length}
-    meta = {"format": FORMAT, "config": cfg.to_dict(), "estimator": p.estimator,
-            "features": feats, "tasks": list(data.tasks), "classes": list(data.vocab.classes),
-            "targets": list(data.vocab.targets),
-            "kinds": {t: data.vocab.kind(t) for t in data.tasks if t != GENRE_TASK},
-            "vocab": data.vocab.to_dict(),
-            "models": entries, "data": data.info}
-    _atomic(ckpt_dir / CLASSICAL_FILE, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
-    # the validation metrics come from the model as saved (reloaded from disk)
-    member = ClassicalMember(run_dir)
-    val = member.predict_features(X[va], [ids[i] for i in va],
-                                  {t: v[va] for t, v in labels.items()})
-    seconds = time.perf_counter() - t_start
-    metrics = {"epoch": 0, **_val_metrics(val, data.tasks), "seconds": seconds}
-    meta["metrics"] = metrics
-    _atomic(ckpt_dir / CLASSICAL_FILE, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
-    save_config(cfg, run_dir / "config.yaml")
-    with open(run_dir / "metrics.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(metrics))
-        w.writeheader()
-        w.writerow(metrics)
-    monitor = cfg.train.monitor
-    score = float(metrics.get(monitor, float("nan")))
-    summary = {"best_epoch": 0, "best_score": score, "monitor": monitor,
-               "stopped_early": False, "epochs": 1, "best_metrics": metrics,
-               "seconds": seconds, "classical": {"estimator": p.estimator, "search": search,
-                                                 "params": asdict(p)}}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-    return FitResult(run_dir, 0, score, monitor, [metrics], False, metrics, seconds)
+
+    def write(folder: Path) -> FitResult:
+        ckpt_dir = folder / "checkpoints"
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        entries = {t: {**save_task_model(m, ckpt_dir, t, p.estimator), **search[t]}
+                   for t, m in fitted.items()}
+        meta = {"format": FORMAT, "config": cfg.to_dict(), "estimator": p.estimator,
+                "features": feats, "tasks": list(data.tasks),
+                "classes": list(data.vocab.classes), "targets": list(data.vocab.targets),
+                "kinds": {t: data.vocab.kind(t) for t in data.tasks if t != GENRE_TASK},
+                "vocab": data.vocab.to_dict(), "models": entries, "data": data.info}
+        _atomic(ckpt_dir / CLASSICAL_FILE, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+        # the validation metrics come from the model as saved (reloaded from disk)
+        member = ClassicalMember(folder)
+        val = member.predict_features(X[va], [ids[i] for i in va],
+                                      {t: v[va] for t, v in labels.items()})
+        seconds = time.perf_counter() - t_start
+        metrics = {"epoch": 0, **_val_metrics(val, data.tasks), "seconds": seconds}
+        meta["metrics"] = metrics
+        _atomic(ckpt_dir / CLASSICAL_FILE, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+        save_config(cfg, folder / "config.yaml")
+        with open(folder / "metrics.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(metrics))
+            w.writeheader()
+            w.writerow(metrics)
+        monitor = cfg.train.monitor
+        score = float(metrics.get(monitor, float("nan")))
+        summary = {"best_epoch": 0, "best_score": score, "monitor": monitor,
+                   "stopped_early": False, "epochs": 1, "best_metrics": metrics,
+                   "seconds": seconds, "classical": {"estimator": p.estimator,
+                                                     "search": search, "params": asdict(p)}}
+        (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+        return FitResult(run_dir, 0, score, monitor, [metrics], False, metrics, seconds)
+
+    return write_run(plan, cfg, write)
 
 
 def _val_metrics(val, tasks: list[str]) -> dict[str, float]:

@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -52,6 +53,16 @@ RESUME_FREE_KEYS = frozenset({
 
 def last_checkpoint(run_dir: Path) -> Path:
     return run_dir / "checkpoints" / "last.pt"
+
+
+#: files that show a run holds a finished model (deep: ``last.pt``, written with every
+#: checkpoint; classical: its JSON; ensemble: ``ensemble.json``)
+MODEL_FILES = ("checkpoints/last.pt", "checkpoints/best.classical.json", "ensemble.json")
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """True when the run in ``run_dir`` got as far as its first checkpoint (or model)."""
+    return any((Path(run_dir) / f).is_file() for f in MODEL_FILES)
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:
@@ -108,7 +119,7 @@ def _tidy_leftovers(run_dir: Path) -> None:
     stale = [p for p in parent.glob(f".{run_dir.name}.new-*")
              if p.is_dir() and not _pid_alive(_owner_pid(p))]
     for p in stale:
-        if not run_dir.exists() and last_checkpoint(p).is_file():
+        if not run_dir.exists() and has_checkpoint(p):
             os.rename(p, run_dir)
             log.warning("%s: completed the replacement of the run that was interrupted "
                         "(moved %s into place)", run_dir, p.name)
@@ -183,7 +194,7 @@ def plan_run_dir(run_dir: str | os.PathLike, *, data_root=None, resume: bool = F
         raise RunError(f"{run_dir}: folder exists and is not a musicaffect run folder (no "
                        f"{MARKER} or config.yaml + checkpoints/); nothing was changed: "
                        "give a new or empty --out folder")
-    if not last_checkpoint(run_dir).is_file():
+    if not has_checkpoint(run_dir):
         plan = RunPlan(run_dir, "reuse")
         plan.notes.append(f"{run_dir}: the run there stopped before its first checkpoint"
                           + ("; nothing to resume: starting from scratch" if resume
@@ -331,3 +342,17 @@ class RunClaim:
                     shutil.rmtree(child, ignore_errors=True)
                 else:
                     child.unlink(missing_ok=True)
+
+
+def write_run(plan: RunPlan, cfg, write: Callable[[Path], Any]) -> Any:
+    """Claim the folder of ``plan``, call ``write(folder)`` and commit (a replacement is
+    swapped into place only now); on any failure, remove what the claim wrote. For runs
+    without epochs (classical models, ensembles), whose whole training is one step."""
+    claim = RunClaim(plan)
+    try:
+        out = write(claim.claim(cfg))
+        claim.commit()
+        return out
+    except BaseException:
+        claim.abort()
+        raise
