@@ -9,7 +9,7 @@ DEMO   ?= demo-output
 # set TORCH_SPEC="torch" (or another version) on a GPU machine.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup setup-scores demo test lint bench clean
+.PHONY: setup setup-scores demo test test-fast lint bench clean
 
 $(BIN)/musicaffect: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,12 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check src tests bench
 
+# everything but the GPU tests (under 10 minutes on 2 cores); test-fast skips the slow ones
 test: lint
 	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not gpu"
 
 # benchmarks (minutes to an hour: bench_read writes a full-size synthetic dataset once)
 bench: setup

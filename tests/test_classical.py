@@ -123,6 +123,7 @@ def test_classical_trains_saves_and_reloads_through_the_cli(genre_run, sample_ro
     assert metrics["epoch"] is None and 0.0 <= metrics["genre"]["accuracy"] <= 1.0
 
 
+@pytest.mark.slow
 def test_classical_and_deep_ensemble(genre_run, sample_root, tmp_path):
     assert main(["train", sample_root, "--preset", "lstm-beat-mel", "--out",
                  str(tmp_path / "lstm"), "--set", "model.params.hidden_size=16",

@@ -66,6 +66,7 @@ def test_evaluate_rejects_mismatched_checkpoint(sample_root, tmp_path, capsys):
     assert "features per frame" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_overfit_mode_exit_codes(sample_root, tmp_path):
     args = ["train", sample_root, "--preset", "lstm-beat-mel", "--overfit-batch", "1",
             "--set", "train.batch_size=8", "--set", "train.lr=0.005", "--no-progress"]
@@ -83,6 +84,7 @@ def lab_out(sample_root, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_lab_report_has_every_step(lab_out, sample_root):
     state = json.loads((lab_out / "lab_state.json").read_text())
     assert {s: v["status"] for s, v in state["steps"].items()} == {
@@ -122,6 +124,7 @@ def test_lab_report_has_every_step(lab_out, sample_root):
     assert (Path(genre["runs"]["ensemble-genre"]) / "ensemble.json").is_file()
 
 
+@pytest.mark.slow
 def test_lab_submission_valid(lab_out, sample_root):
     path = lab_out / "solution.csv"
     with open(path, newline="") as f:
@@ -135,6 +138,7 @@ def test_lab_submission_valid(lab_out, sample_root):
     assert all(g.endswith(".fused.full.npy.gz") for g in got)
 
 
+@pytest.mark.slow
 def test_suite_reuses_lab_runs_and_prints_table(lab_out, sample_root, capsys):
     assert main(["suite", "genre", sample_root, "--out", str(lab_out / "runs"),
                  "--budget", "tiny", "--no-progress"]) == 0
@@ -142,6 +146,7 @@ def test_suite_reuses_lab_runs_and_prints_table(lab_out, sample_root, capsys):
     assert "lstm-beat-chroma" in out and "ref_macro_f1" in out and "SYNTHETIC" in out
 
 
+@pytest.mark.slow
 def test_submit_command_and_report_rebuild(lab_out, sample_root, tmp_path, capsys):
     run = json.loads((lab_out / "lab_state.json").read_text())["steps"]["submission"]["run"]
     out = tmp_path / "solution.csv"
@@ -159,6 +164,7 @@ def test_submit_command_and_report_rebuild(lab_out, sample_root, tmp_path, capsy
     assert (lab_out / "report.html").is_file()
 
 
+@pytest.mark.slow
 def test_lab_skips_missing_folders(sample_root, tmp_path):
     import shutil
     root = tmp_path / "partial"

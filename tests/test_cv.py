@@ -70,6 +70,7 @@ def test_pool_uses_groups_of_the_data_root(sample_root, tmp_path):
         assert not {grouped.groups[i] for i in f} & {grouped.groups[i] for i in rest}
 
 
+@pytest.mark.slow
 def test_cv_runs_through_the_cli(sample_root, tmp_path, capsys):
     out = tmp_path / "cv"
     assert main(["cv", sample_root, "--presets", "classical-logreg,lstm-beat-mel",
@@ -97,6 +98,7 @@ def test_cv_runs_through_the_cli(sample_root, tmp_path, capsys):
         assert test_ids | train_ids == set(pool.ids)
 
 
+@pytest.mark.slow
 def test_cv_affect_presets(sample_root, tmp_path, capsys):
     out = tmp_path / "cv"
     assert main(["cv", sample_root, "--presets", "affect-classical-ridge", "--folds", "2",

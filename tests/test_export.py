@@ -22,8 +22,9 @@ from musicaffect.models import build_model
 F = 12
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
 FORMATS = ["torchscript",
-           pytest.param("onnx", marks=pytest.mark.skipif(not HAS_ORT,
-                                                         reason="onnxruntime not installed"))]
+           pytest.param("onnx", marks=[pytest.mark.slow,
+                                       pytest.mark.skipif(not HAS_ORT,
+                                                          reason="onnxruntime not installed")])]
 
 MODELS = {
     "lstm": ("lstm", {"hidden_size": 8, "num_layers": 2}),

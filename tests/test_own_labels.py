@@ -225,6 +225,7 @@ def test_transfer_reinitialises_only_heads_that_do_not_fit(own_runs, own_root, s
 
 # --------------------------------------------------------------------------- the lab
 
+@pytest.mark.slow
 def test_lab_runs_on_own_labels(own_root, tmp_path):
     out = tmp_path / "lab"
     assert main(["lab", str(own_root), "--out", str(out), "--budget", "tiny",

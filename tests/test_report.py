@@ -184,6 +184,7 @@ def test_report_html_structure(tmp_path):
     assert doc.tags.count("img") == 2 and doc.tags.count("nav") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
 def test_report_renders_in_headless_browser(tmp_path):
     """Render report.html in Debian's chromium with the flags that work offline."""

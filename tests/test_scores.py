@@ -387,6 +387,7 @@ def _score(n_parts: int, qpm: float | None = None, beat_q: float = 1.0) -> corpu
                             beat_q=beat_q, total_q=4.0, qpm=qpm)
 
 
+@pytest.mark.slow
 def test_instruments_come_from_pools_shared_by_every_style_and_texture():
     styles = list(corpus.STYLES)
     seen = Counter()

@@ -67,6 +67,7 @@ def test_run_folder_rules(sample_root, tmp_path):
     fit(cfg, sample_root, run, overwrite=True, progress=False)
 
 
+@pytest.mark.slow
 def test_resume_gives_same_weights_as_uninterrupted(sample_root, tmp_path):
     cfg = _cfg("lstm-beat-mel", ["model.params.dropout=0.3", "model.params.num_layers=2",
                                  "train.max_batches_per_epoch=2"], epochs=3)
@@ -91,6 +92,7 @@ def test_same_seed_same_result(sample_root, tmp_path):
     assert r1.history[0]["val_loss"] == r2.history[0]["val_loss"]
 
 
+@pytest.mark.slow
 def test_overfit_drives_loss_near_zero(sample_root):
     cfg = load_config("lstm-beat-mel", ["model.params.hidden_size=64", "train.batch_size=8",
                                         "train.lr=0.005", "train.overfit_batches=1",
@@ -100,6 +102,7 @@ def test_overfit_drives_loss_near_zero(sample_root):
     assert res.losses[-1] < 0.05 < res.losses[0]
 
 
+@pytest.mark.slow
 def test_overfit_cnn(sample_root):
     cfg = load_config("cnn-full-mel", [*TINY_CNN, "train.batch_size=8", "train.lr=0.003",
                                        "data.rate=beat", "train.overfit_batches=1",
@@ -152,6 +155,7 @@ def test_multitask_learned_weights_change(sample_root, tmp_path):
     assert (tmp_path / "mt" / "eval" / "multitask-beat-heldout" / "scatter.png").is_file()
 
 
+@pytest.mark.slow
 def test_distributed_two_cpu_processes_match_single_process(sample_root, tmp_path):
     """DDP with 2 gloo processes x batch 4 == one process x batch 8, step for step."""
     common = ["--preset", "lstm-beat-mel", "--no-progress", "--device", "cpu",
