@@ -103,19 +103,9 @@ def prune_orphans(cache_dir: str | os.PathLike | None = None) -> list[Path]:
 
     Returns the removed cache folders.
     """
-    base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     removed = []
-    if not base.is_dir():
-        return removed
-    for entry in base.iterdir():
-        index_file = entry / INDEX_FILE
-        if entry.name.startswith(".") or not index_file.is_file():
-            continue
-        try:
-            source = json.loads(index_file.read_text()).get("source")
-        except (OSError, ValueError):
-            continue
-        if source and not Path(source).is_dir():
+    for entry, source in list_caches(cache_dir):
+        if source is not None and not source.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     if removed:
