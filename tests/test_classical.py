@@ -175,3 +175,18 @@ def test_skops_file_with_foreign_types_is_refused(tmp_path):
              "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     with pytest.raises(CheckpointError, match="datetime.timedelta"):
         load_task_model(tmp_path, entry)
+
+
+def test_ensemble_members_take_the_runs_data_and_budget_settings():
+    from musicaffect.config import load_config
+    from musicaffect.ensemble import member_overrides
+
+    cfg = load_config("ensemble-chunk-affect", ["data.tasks=[arousal]", "train.epochs=3",
+                                                "seed=7"])
+    extra = member_overrides(cfg)
+    assert extra == {"seed": 7, "data": {"tasks": ["arousal"]}, "train": {"epochs": 3}}
+    member = load_config("chunk-cnn-affect", [], extra=extra)
+    assert member.data.tasks == ["arousal"] and member.train.epochs == 3
+    assert member.model.name == "cnn_short" and member.data.chunk_frames == 128   # its own
+    # nothing set: the members keep their presets' settings (no genre default leaks in)
+    assert "tasks" not in member_overrides(load_config("ensemble-chunk-genre")).get("data", {})

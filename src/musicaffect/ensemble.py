@@ -7,7 +7,8 @@ Two ways to make one:
   (:func:`~musicaffect.evaluation.predictor.write_ensemble`);
 - an *ensemble preset* (``model.name: ensemble``, ``model.params: {members: [preset, ...],
   weights: [...]}``, e.g. ``ensemble-genre``) trains its member presets first:
-  ``musicaffect train DATA --preset ensemble-genre`` trains them into ``RUN/members/<preset>``;
+  ``musicaffect train DATA --preset ensemble-genre`` trains them into ``RUN/members/<preset>``
+  (with the ensemble run's data, length and hardware settings, :func:`member_overrides`);
   the suites and ``cv`` train them beside the ensemble (reusing runs of the same presets).
 
 The ensemble folder holds ``ensemble.json`` (absolute member paths and weights),
@@ -47,6 +48,38 @@ def ensemble_params(params: dict) -> EnsembleParams:
         raise ConfigError(f"model.params.weights has {len(p.weights)} values for "
                           f"{len(p.members)} members")
     return p
+
+
+#: settings of an ensemble run that its members take over when they differ from the defaults
+#: (what data, how long, on which hardware); a member's own model, view and recipe stay its own
+MEMBER_KEYS = (
+    "seed", "data.tasks", "data.genre_map", "data.split_seed", "data.val_fraction",
+    "data.max_length", "data.cache_dir", "data.use_cache", "data.skip_bad", "data.num_workers",
+    "train.epochs", "train.patience", "train.max_batches_per_epoch", "train.accelerator",
+    "train.devices", "train.num_nodes", "train.strategy", "train.precision",
+)
+
+
+def member_overrides(cfg) -> dict:
+    """The settings of ensemble config ``cfg`` (:data:`MEMBER_KEYS`) that differ from the
+    defaults, as a nested mapping for ``load_config(preset, extra=...)``: so that
+    ``train --preset best-affect --set data.tasks=all --set train.epochs=5`` trains its
+    members on all targets for 5 epochs."""
+    from musicaffect.config import RunConfig
+
+    mine, default = cfg.to_dict(), RunConfig().to_dict()
+    out: dict = {}
+    for key in MEMBER_KEYS:
+        *path, leaf = key.split(".")
+        a, b = mine, default
+        for part in path:
+            a, b = a[part], b[part]
+        if a[leaf] != b[leaf]:
+            node = out
+            for part in path:
+                node = node.setdefault(part, {})
+            node[leaf] = a[leaf]
+    return out
 
 
 def build_ensemble(cfg, data_root, run_dir, *, member_cfg: Callable[[str], object],
@@ -98,7 +131,8 @@ def fit_ensemble(cfg, data_root, run_dir, *, resume: bool = False, overwrite: bo
 
     def write(folder: Path) -> None:
         build_ensemble(cfg, data_root, folder,
-                       member_cfg=lambda preset: load_config(preset, [f"seed={cfg.seed}"]),
+                       member_cfg=lambda preset: load_config(
+                           preset, [f"seed={cfg.seed}"], extra=member_overrides(cfg)),
                        member_dir=lambda preset: folder / "members" / Path(preset).stem,
                        reuse=True, progress=progress)
 
