@@ -14,7 +14,7 @@ import torch
 from musicaffect.config import load_config
 from musicaffect.errors import CheckpointError, RunError
 from musicaffect.evaluation.evaluate import evaluate
-from musicaffect.training.checkpoint import load_checkpoint, load_model
+from musicaffect.models.checkpoint import load_checkpoint, load_model
 from musicaffect.training.engine import fit, overfit
 
 TINY_LSTM = ["model.params.hidden_size=16", "model.params.num_layers=1",
@@ -43,12 +43,8 @@ def test_fit_writes_run_and_reloads_same_metrics(sample_root, tmp_path):
     assert ckpt["config"]["name"] == "lstm-beat-mel"
     out = evaluate(run, sample_root, out_dir=tmp_path / "ev")
     assert out["genre"]["n"] > 0 and (tmp_path / "ev" / "confusion.png").is_file()
-    from musicaffect.training.engine import (
-        make_loader,
-        outputs_metrics,
-        predict_outputs,
-        prepare_data,
-    )
+    from musicaffect.data.loading import make_loader, prepare_data
+    from musicaffect.evaluation.inference import outputs_metrics, predict_outputs
     model, _ = load_model(run)
     data = prepare_data(cfg, sample_root)
     val = predict_outputs(model, make_loader(data.val, None, batch_size=7))
@@ -115,7 +111,8 @@ def test_transfer_copies_backbone_only_and_freezes(sample_root, tmp_path):
     cfg = load_config("transfer-cnn", [*TINY_CNN, "data.rate=beat", "train.epochs=1",
                                        f"transfer.checkpoint={src.run_dir}",
                                        "transfer.freeze_backbone=true"])
-    from musicaffect.training.engine import build_run_model, prepare_data
+    from musicaffect.data.loading import prepare_data
+    from musicaffect.training.engine import build_run_model
     model = build_run_model(cfg, prepare_data(cfg, sample_root))
     for k, v in model.backbone.state_dict().items():
         torch.testing.assert_close(v, source["state_dict"][f"backbone.{k}"], rtol=0, atol=0)

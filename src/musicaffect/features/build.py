@@ -72,6 +72,7 @@ from musicaffect.data.vocab import (
 )
 from musicaffect.errors import ConfigError, DataError
 from musicaffect.features.audio import FeatureParams, extract_file, warm_up
+from musicaffect.features.params import PARAMS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,6 @@ GENRE_LABEL_SUFFIX: dict[tuple[str, str], str] = {
     ("beat", "test"): ".beatsync.fused.npy.gz",
 }
 
-PARAMS_FILE = "feature_params.json"
 CLIPS_FILE = "clips.csv"
 ERRORS_FILE = "errors.csv"
 

@@ -11,6 +11,9 @@ A checkpoint is a plain dict of tensors and Python primitives:
   the model's heads; ``kinds``: target -> "binary" | "continuous"; ``vocab``: the data root's
   whole label vocabulary (:class:`musicaffect.data.vocab.Vocabulary` as a dict); ``epoch``;
   ``metrics``. Checkpoints without ``vocab`` are read with the lab's vocabulary.
+- ``feature_params``: the :class:`~musicaffect.features.params.FeatureParams` the data was
+  made with (the data root's ``feature_params.json``, else the dataset's recipe), as a
+  dict; ``predict`` computes features with them. Checkpoints without it get the recipe.
 - resume-only keys in ``last.pt``: ``optimizer``, ``loss_state``, ``scheduler``, ``early``,
   ``history``, ``rng``
 """
