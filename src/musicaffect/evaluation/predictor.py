@@ -27,6 +27,7 @@ from musicaffect.data.labels import CLASSES, GENRE_TASK
 from musicaffect.data.vocab import vocabulary_of_checkpoint
 from musicaffect.errors import CheckpointError, ConfigError, DataError
 from musicaffect.features.params import checkpoint_feature_params
+from musicaffect.io import atomic_write
 from musicaffect.models.predictions import Predictions, vocab_attributes
 
 log = logging.getLogger(__name__)
@@ -249,9 +250,7 @@ def read_ensemble(folder: str | os.PathLike) -> dict:
 def _atomic_text(path: Path, text: str) -> None:
     if path.is_file() and path.read_text() == text:
         return      # unchanged: keep the mtime (evaluations cached on it stay valid)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write(path, text)
 
 
 # --------------------------------------------------------------------------- the Predictor

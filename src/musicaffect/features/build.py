@@ -74,6 +74,7 @@ from musicaffect.data.vocab import (
 from musicaffect.errors import ConfigError, DataError
 from musicaffect.features.audio import FeatureParams, extract_file, warm_up
 from musicaffect.features.params import PARAMS_FILE
+from musicaffect.io import atomic_open, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -435,10 +436,8 @@ _THREAD_LIMITS: Any = None
 
 
 def _save_atomic(path: Path, a: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_open(path) as f:
         np.save(f, a)
-    os.replace(tmp, path)
 
 
 def _run_task(task: _Task, params: dict[str, Any]) -> tuple[int, str | None, dict[str, Any]]:
@@ -691,10 +690,8 @@ def _reuse(dests: dict[str, tuple[Path, ...]], out: Path, cid: int) -> bool:
         if found is None:
             return False
         for p in missing:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-            shutil.copyfile(found, tmp)
-            os.replace(tmp, p)
+            with open(found, "rb") as src, atomic_open(p) as dst:
+                shutil.copyfileobj(src, dst)
     return True
 
 
@@ -717,10 +714,7 @@ def _assign_ids(files: Sequence[str], clips_file: Path | None) -> dict[str, int]
 
 
 def _write_text_atomic(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, text)
 
 
 def _fmt(v: float) -> str:

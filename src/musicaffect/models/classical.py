@@ -295,9 +295,11 @@ def _sha256(path: Path) -> str:
 
 
 def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    tmp.replace(path)
+    """``write(file)`` into a temporary file beside ``path``, renamed over it on success."""
+    from musicaffect.io import atomic_open
+
+    with atomic_open(path) as f:
+        write(f)
 
 
 def save_task_model(model, folder: Path, task: str, estimator: str) -> dict:
@@ -312,18 +314,17 @@ def save_task_model(model, folder: Path, task: str, estimator: str) -> dict:
             kind = "logistic"
         path = folder / f"best.{task}.npz"
 
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as f:
-                np.savez(f, **{k: np.asarray(v, dtype=np.int64 if k == "classes"
-                                              else np.float64) for k, v in arrays.items()})
+        def write(f) -> None:
+            np.savez(f, **{k: np.asarray(v, dtype=np.int64 if k == "classes" else np.float64)
+                           for k, v in arrays.items()})
     else:
         import skops.io as sio
 
         kind = "skops"
         path = folder / f"best.{task}.skops"
 
-        def write(tmp: Path) -> None:
-            sio.dump(model, tmp)
+        def write(f) -> None:
+            sio.dump(model, f)
     _atomic(path, write)
     entry = {"kind": kind, "file": path.name, "sha256": _sha256(path)}
     if hasattr(est, "classes_"):

@@ -39,6 +39,7 @@ from musicaffect.data.loading import (
 from musicaffect.errors import CheckpointError, DataError, RunError
 from musicaffect.evaluation.inference import outputs_metrics, predict_outputs, window_options
 from musicaffect.features.params import root_feature_params
+from musicaffect.io import atomic_open
 from musicaffect.models.checkpoint import atomic_save, load_checkpoint, make_checkpoint
 
 log = logging.getLogger(__name__)
@@ -579,12 +580,10 @@ def _write_csv(history: list[dict], path: Path) -> None:
     keys: list[str] = []
     for h in history:
         keys.extend(k for k in h if k not in keys)
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(history)
-    tmp.replace(path)
 
 
 def _write_summary(result: FitResult) -> None:
