@@ -60,9 +60,9 @@ class LabState:
         self.save()
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str))
-        tmp.replace(self.path)
+        from musicaffect.io import atomic_write
+
+        atomic_write(self.path, json.dumps(self.data, indent=2, default=str))
 
     def step(self, name: str) -> dict:
         return self.data["steps"].get(name, {})
@@ -239,12 +239,9 @@ def _rows_of(state: LabState, step: str):
 
 
 def _baseline_rows(state: LabState) -> list[dict]:
-    rows = []
-    for step in ("affect", "transfer"):
-        t = state.step(step).get("table")
-        if t:
-            rows += [r for r in t["rows"] if r not in rows]
-    return rows
+    from musicaffect.suites import multitask_baseline
+
+    return multitask_baseline(_rows_of(state, "affect"), _rows_of(state, "transfer"))
 
 
 def _submission(data_root, out: Path, state: LabState) -> dict:
