@@ -4,6 +4,7 @@ never import higher ones, so each can be read, tested and reused without the oth
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,25 @@ def test_process_tuning_is_the_programs(graph):
     # the library never tunes the process by itself: only the CLI imports runtime
     users = {part for part, deps in graph.items() if "runtime" in deps}
     assert users == {"cli"}
+
+
+def test_cli_main_tunes_the_process_once(monkeypatch, capsys):
+    from musicaffect import runtime
+    from musicaffect.cli import main
+
+    calls = []
+    monkeypatch.setattr(runtime, "tune_process", lambda **kw: calls.append(kw) or {})
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert len(calls) == 1
+
+
+def test_tune_process_sets_omp_passive_unless_set(monkeypatch):
+    from musicaffect import runtime
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    runtime.tune_process(heap=False)
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    res = runtime.tune_process(heap=False)
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE" and not res["omp_passive"]

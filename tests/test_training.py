@@ -169,3 +169,17 @@ def test_distributed_two_cpu_processes_match_single_process(sample_root, tmp_pat
                                    atol=1e-5)
     assert a["history"][-1]["val_loss"] == pytest.approx(b["history"][-1]["val_loss"], abs=1e-4)
     assert Path(tmp_path / "ddp" / "metrics.csv").is_file()
+
+
+def test_early_stopping_state_round_trips_as_last_pt_dict():
+    from musicaffect.training.engine import EarlyStopping
+
+    e = EarlyStopping(minimise=True, patience=2)
+    assert e.update(1.0, 0) and not e.update(1.5, 1) and not e.should_stop
+    assert not e.update(1.2, 2) and e.should_stop
+    d = e.to_dict()
+    assert d == {"best": 1.0, "best_epoch": 0, "bad_epochs": 2}   # the dict last.pt keeps
+    back = EarlyStopping.from_dict(d, minimise=True, patience=5)   # patience may change
+    assert (back.best, back.best_epoch, back.bad_epochs, back.should_stop) == (1.0, 0, 2, False)
+    up = EarlyStopping(minimise=False)
+    assert up.update(0.2, 0) and up.update(0.3, 1) and not up.should_stop   # patience 0
