@@ -118,16 +118,14 @@ def child_project(case: dict, data: Path, cache: Path, max_batches: int | None, 
     import torch
 
     from musicaffect.config import load_config
+    from musicaffect.data.loading import EpochBatchSampler, make_loader, prepare_data
+    from musicaffect.evaluation.inference import predict_outputs, window_options
+    from musicaffect.runtime import tune_process
     from musicaffect.training.engine import (
-        EpochBatchSampler,
         build_optimizer,
         build_run_model,
-        keep_heap,
         make_fabric,
-        make_loader,
-        predict_outputs,
-        prepare_data,
-        window_options,
+        train_step,
     )
     from musicaffect.training.losses import build_loss
     from musicaffect.training.recipe import WeightEMA, mixup_batch
@@ -135,7 +133,7 @@ def child_project(case: dict, data: Path, cache: Path, max_batches: int | None, 
     base = _maxrss_mb()
     cfg = load_config(case["preset"], [f"data.cache_dir={cache}", *overrides])
     t0 = time.perf_counter()
-    keep_heap()  # as engine.fit does
+    tune_process()  # as the CLI does (OMP_WAIT_POLICY is also in CHILD_ENV)
     fabric = make_fabric(cfg)  # imports lightning.fabric (seconds, once per process)
     fabric.launch()
     fabric.seed_everything(cfg.seed)
@@ -163,7 +161,7 @@ def child_project(case: dict, data: Path, cache: Path, max_batches: int | None, 
     ema = WeightEMA(raw_model, cfg.train.ema) if cfg.train.ema > 0 else None
     setup_s = time.perf_counter() - t0
     load = os.getloadavg()
-    # the body of engine.fit's training loop (no progress bar, validation or checkpoints)
+    # engine.fit's training loop: train_step per batch (no progress bar, validation or checkpoints)
     model.train()
     n_clips, n_batches, total = 0, 0, 0.0
     t1, cpu0 = time.perf_counter(), _cpu_s()
@@ -171,23 +169,17 @@ def child_project(case: dict, data: Path, cache: Path, max_batches: int | None, 
         if b == warmup:
             t1, cpu0 = time.perf_counter(), _cpu_s()
             n_clips, n_batches, total = 0, 0, 0.0
-        x = fabric.to_device(batch["x"])
-        y = {k: fabric.to_device(v) for k, v in batch["y"].items()}
-        lengths = batch["lengths"]
+        augment = None
         if cfg.train.mixup > 0:
-            x, lengths, y, _ = mixup_batch(x, lengths, y, alpha=cfg.train.mixup,
-                                           n_classes=raw_model.tasks, seed=cfg.seed, epoch=0,
-                                           batch=b)
-        out = model(x, lengths)
-        loss, _ = loss_fn(out, y)
-        optimizer.zero_grad(set_to_none=True)
-        fabric.backward(loss)
-        if cfg.train.grad_clip:
-            fabric.clip_gradients(model, optimizer, max_norm=cfg.train.grad_clip)
-        optimizer.step()
+            def augment(x, lengths, y, b=b):
+                return mixup_batch(x, lengths, y, alpha=cfg.train.mixup,
+                                   n_classes=raw_model.tasks, seed=cfg.seed, epoch=0,
+                                   batch=b)[:3]
+        loss = train_step(model, optimizer, loss_fn, batch, fabric,
+                          grad_clip=cfg.train.grad_clip, augment=augment)
         if ema is not None:
             ema.update(raw_model)
-        total += float(loss.detach()) * len(batch["ids"])
+        total += float(loss) * len(batch["ids"])
         n_clips += len(batch["ids"])
         n_batches += 1
     seconds, cpu_s = time.perf_counter() - t1, _cpu_s() - cpu0

@@ -13,8 +13,9 @@ import soundfile as sf
 
 from musicaffect.cli import main
 from musicaffect.data.layout import index_clips
+from musicaffect.data.splits import assign_splits
 from musicaffect.errors import DataError
-from musicaffect.features import FeatureParams, assign_splits, build_dataset, read_labels
+from musicaffect.features import FeatureParams, build_dataset, read_labels
 from musicaffect.features.audio import extract_file
 from musicaffect.features.build import LabelRow
 

@@ -104,8 +104,9 @@ def test_classical_trains_saves_and_reloads_through_the_cli(genre_run, sample_ro
     assert summary["classical"]["estimator"] == "linear"
     assert summary["classical"]["search"]["genre"]["cv_folds"] == 2
     # the reloaded model gives the validation metrics recorded at training time
-    from musicaffect.models.classical import _val_metrics, dataset_features
-    from musicaffect.training.engine import prepare_data
+    from musicaffect.data.loading import prepare_data
+    from musicaffect.models.classical import dataset_features
+    from musicaffect.training.classical import _val_metrics
 
     m = ClassicalMember(genre_run)
     data = prepare_data(m.cfg, sample_root)

@@ -23,7 +23,7 @@ def test_help_lists_commands(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     for cmd in ("sample-data", "explore", "train", "evaluate", "suite", "submit",
-                "build-dataset", "predict", "export", "lab", "report"):
+                "build-dataset", "predict", "export", "lab", "report", "activations"):
         assert cmd in out
 
 

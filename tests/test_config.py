@@ -15,8 +15,9 @@ from musicaffect.config import (
     save_config,
 )
 from musicaffect.data.labels import resolve_targets
+from musicaffect.data.loading import EpochBatchSampler
 from musicaffect.errors import ConfigError
-from musicaffect.training.engine import EpochBatchSampler, lr_factor
+from musicaffect.training.engine import lr_factor
 
 
 def test_defaults_validate():

@@ -104,7 +104,7 @@ def test_export_rejects_unknown_format(tmp_path):
 
 
 def _write_checkpoint(model, path):
-    from musicaffect.training.checkpoint import atomic_save, make_checkpoint
+    from musicaffect.models.checkpoint import atomic_save, make_checkpoint
 
     ckpt = make_checkpoint(model, {}, classes=[f"c{i}" for i in range(10)], epoch=3,
                            metrics={"val_loss": 1.0}, data_info={"view": "chroma"})

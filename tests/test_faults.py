@@ -182,8 +182,9 @@ def test_numeric_config_keys_are_range_checked(sample_root, tmp_path, capsys, ov
 
 def test_zero_training_batches_is_an_error(sample_root, tmp_path):
     from musicaffect.config import load_config
+    from musicaffect.data.loading import prepare_data
     from musicaffect.errors import RunError
-    from musicaffect.training.engine import _check_batches, prepare_data
+    from musicaffect.training.engine import _check_batches
 
     cfg = load_config("lstm-beat-mel", ["train.batch_size=64"])
     data = prepare_data(cfg, sample_root)
@@ -244,8 +245,9 @@ def test_cache_verify_command_checks_every_clip(sample_root, tmp_path, monkeypat
 def test_nan_in_the_statistics_names_the_clip(sample_root, tmp_path, monkeypatch):
     from musicaffect.config import load_config
     from musicaffect.data.cache import ClipStore
+    from musicaffect.data.loading import prepare_data
     from musicaffect.errors import DataError
-    from musicaffect.training.engine import build_run_model, prepare_data
+    from musicaffect.training.engine import build_run_model
 
     cfg = load_config("lstm-beat-mel", [f"data.cache_dir={tmp_path / 'cache'}"])
     data = prepare_data(cfg, sample_root)

@@ -9,11 +9,11 @@ from scipy import stats
 from torch.nn import functional as F
 
 from musicaffect.errors import ConfigError
+from musicaffect.evaluation.inference import predict_transform
 from musicaffect.training.losses import (
     MultiTaskLoss,
     TaskLoss,
     build_loss,
-    predict_transform,
     soft_rank,
     soft_spearman_loss,
 )

@@ -194,7 +194,7 @@ def test_unknown_task_names_the_data_targets(own_root, tmp_path, capsys):
 
 
 def test_genre_and_targets_train_together(own_root, tmp_path):
-    from musicaffect.training.checkpoint import load_checkpoint
+    from musicaffect.models.checkpoint import load_checkpoint
 
     assert main(["train", str(own_root), "--preset", "affect-cnn-full-fused", "--out",
                  str(tmp_path / "joint"), "--set", "data.tasks=[genre, arousal, valence]",
@@ -294,7 +294,7 @@ def test_segments_of_one_file_share_a_group(tmp_path):
     assert len(groups) == 12 and len(set(groups.values())) == 4
 
     from musicaffect.config import load_config
-    from musicaffect.training.engine import prepare_data
+    from musicaffect.data.loading import prepare_data
 
     cfg = load_config("affect-cnn-full-fused", ["data.tasks=[tension]",
                                                 "data.val_fraction=0.34"])

@@ -39,8 +39,9 @@ def _old_genre_outputs(run, root):
     """The sequence evaluate.py ran before the Predictor existed."""
     from musicaffect.config import config_from_dict
     from musicaffect.data.dataset import SpectrogramDataset
-    from musicaffect.training.checkpoint import load_model
-    from musicaffect.training.engine import make_loader, predict_outputs
+    from musicaffect.data.loading import make_loader
+    from musicaffect.evaluation.inference import predict_outputs
+    from musicaffect.models.checkpoint import load_model
 
     model, ckpt = load_model(run)
     cfg = config_from_dict(ckpt["config"])
@@ -66,7 +67,7 @@ def test_predictor_matches_the_old_sequence(runs, sample_root):
 
 
 def test_regression_values_after_predict_transform(runs, sample_root):
-    from musicaffect.training.engine import prepare_data
+    from musicaffect.data.loading import prepare_data
 
     pred = Predictor.load(runs / "multi", device="cpu")
     res = pred.predict_heldout(sample_root)
@@ -141,7 +142,7 @@ def test_heldout_ensemble_needs_the_same_split(runs, sample_root, tmp_path):
     import yaml
 
     # a copy of the multitask run whose config says it held out other clips
-    from musicaffect.training.checkpoint import load_checkpoint
+    from musicaffect.models.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(runs / "multi")
     ckpt["config"]["data"]["split_seed"] = 1

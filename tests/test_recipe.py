@@ -13,15 +13,10 @@ import torch
 from torch.nn import functional as F
 
 from musicaffect.config import load_config
+from musicaffect.data.loading import EpochBatchSampler, prepare_data
 from musicaffect.errors import ConfigError
-from musicaffect.training.checkpoint import load_checkpoint, load_model
-from musicaffect.training.engine import (
-    EpochBatchSampler,
-    build_run_model,
-    fit,
-    lr_factor,
-    prepare_data,
-)
+from musicaffect.models.checkpoint import load_checkpoint, load_model
+from musicaffect.training.engine import build_run_model, fit, lr_factor
 from musicaffect.training.losses import TaskLoss, balanced_class_weights, build_loss
 from musicaffect.training.recipe import WeightEMA, balanced_sample_weights, mixup_batch
 
@@ -285,11 +280,9 @@ def test_ema_weights_are_validated_and_saved_as_best(sample_root, tmp_path):
     raw, avg = _params(last["state_dict"]), _params(best["state_dict"])
     assert any(not torch.equal(raw[k], avg[k]) for k in raw), "EMA equals the raw weights"
     # the recorded validation loss is that of the EMA weights (best.pt)
-    from musicaffect.training.engine import (
-        _loss_from_outputs,
-        make_loader,
-        predict_outputs,
-    )
+    from musicaffect.data.loading import make_loader
+    from musicaffect.evaluation.inference import predict_outputs
+    from musicaffect.training.engine import _loss_from_outputs
 
     model, _ = load_model(tmp_path / "e")
     data = prepare_data(cfg, sample_root)

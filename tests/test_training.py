@@ -14,7 +14,7 @@ import torch
 from musicaffect.config import load_config
 from musicaffect.errors import CheckpointError, RunError
 from musicaffect.evaluation.evaluate import evaluate
-from musicaffect.training.checkpoint import load_checkpoint, load_model
+from musicaffect.models.checkpoint import load_checkpoint, load_model
 from musicaffect.training.engine import fit, overfit
 
 TINY_LSTM = ["model.params.hidden_size=16", "model.params.num_layers=1",
@@ -43,12 +43,8 @@ def test_fit_writes_run_and_reloads_same_metrics(sample_root, tmp_path):
     assert ckpt["config"]["name"] == "lstm-beat-mel"
     out = evaluate(run, sample_root, out_dir=tmp_path / "ev")
     assert out["genre"]["n"] > 0 and (tmp_path / "ev" / "confusion.png").is_file()
-    from musicaffect.training.engine import (
-        make_loader,
-        outputs_metrics,
-        predict_outputs,
-        prepare_data,
-    )
+    from musicaffect.data.loading import make_loader, prepare_data
+    from musicaffect.evaluation.inference import outputs_metrics, predict_outputs
     model, _ = load_model(run)
     data = prepare_data(cfg, sample_root)
     val = predict_outputs(model, make_loader(data.val, None, batch_size=7))
@@ -118,7 +114,8 @@ def test_transfer_copies_backbone_only_and_freezes(sample_root, tmp_path):
     cfg = load_config("transfer-cnn", [*TINY_CNN, "data.rate=beat", "train.epochs=1",
                                        f"transfer.checkpoint={src.run_dir}",
                                        "transfer.freeze_backbone=true"])
-    from musicaffect.training.engine import build_run_model, prepare_data
+    from musicaffect.data.loading import prepare_data
+    from musicaffect.training.engine import build_run_model
     model = build_run_model(cfg, prepare_data(cfg, sample_root))
     for k, v in model.backbone.state_dict().items():
         torch.testing.assert_close(v, source["state_dict"][f"backbone.{k}"], rtol=0, atol=0)
@@ -176,3 +173,17 @@ def test_distributed_two_cpu_processes_match_single_process(sample_root, tmp_pat
                                    atol=1e-5)
     assert a["history"][-1]["val_loss"] == pytest.approx(b["history"][-1]["val_loss"], abs=1e-4)
     assert Path(tmp_path / "ddp" / "metrics.csv").is_file()
+
+
+def test_early_stopping_state_round_trips_as_last_pt_dict():
+    from musicaffect.training.engine import EarlyStopping
+
+    e = EarlyStopping(minimise=True, patience=2)
+    assert e.update(1.0, 0) and not e.update(1.5, 1) and not e.should_stop
+    assert not e.update(1.2, 2) and e.should_stop
+    d = e.to_dict()
+    assert d == {"best": 1.0, "best_epoch": 0, "bad_epochs": 2}   # the dict last.pt keeps
+    back = EarlyStopping.from_dict(d, minimise=True, patience=5)   # patience may change
+    assert (back.best, back.best_epoch, back.bad_epochs, back.should_stop) == (1.0, 0, 2, False)
+    up = EarlyStopping(minimise=False)
+    assert up.update(0.2, 0) and up.update(0.3, 1) and not up.should_stop   # patience 0

@@ -15,8 +15,8 @@ from musicaffect.data.windows import (
     window_starts,
 )
 from musicaffect.errors import ConfigError
+from musicaffect.evaluation.inference import predict_outputs
 from musicaffect.models import build_model
-from musicaffect.training.engine import predict_outputs
 
 F = 12
 
@@ -185,8 +185,8 @@ def test_chunk_config_is_validated():
 def test_predict_uses_the_models_chunk_windows(tmp_path):
     from musicaffect.data.vocab import lab_vocabulary
     from musicaffect.evaluation.predictor import Predictor
+    from musicaffect.models.checkpoint import atomic_save, make_checkpoint
     from musicaffect.predict import member_windows
-    from musicaffect.training.checkpoint import atomic_save, make_checkpoint
 
     tasks = {"genre": 10, "energy": 1}
     model = _model(tasks)

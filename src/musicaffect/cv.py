@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicaffect.data.layout import FOLDERS, RATES, index_clips
+from musicaffect.data.layout import FOLDERS, RATES, index_clips, label_file_name
 from musicaffect.data.vocab import load_groups, load_vocabulary
 from musicaffect.errors import ConfigError, DataError
 
@@ -216,13 +216,13 @@ def write_fold_roots(pool: Pool, data_root, out: Path, folds: list[np.ndarray]) 
                 for split, ids in (("train", train), ("test", test)):
                     lines = ["Id\tGenre"] + [f"{recs[c].path.name}\t{recs[c].genre20}"
                                              for c in ids]
-                    (fdir / f"{split}_labels.txt").write_text("\n".join(lines) + "\n")
+                    (fdir / label_file_name(split)).write_text("\n".join(lines) + "\n")
             else:
                 targets = pool.info["targets"]
                 lines = [",".join(["Id", *targets])] + [
                     ",".join([recs[c].path.name] + [repr(float(recs[c].targets[t]))
                                                     for t in targets]) for c in train]
-                (fdir / "train_labels.txt").write_text("\n".join(lines) + "\n")
+                (fdir / label_file_name("train")).write_text("\n".join(lines) + "\n")
         roots.append(froot)
     return roots
 

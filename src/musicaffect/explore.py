@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 
 from musicaffect.data.arrays import load_array, select_view
-from musicaffect.data.layout import ClipRecord, index_clips, is_synthetic
+from musicaffect.data.layout import (
+    FOLDERS,
+    ClipRecord,
+    index_clips,
+    is_synthetic,
+    label_file_name,
+)
 from musicaffect.data.vocab import Vocabulary, lab_vocabulary, load_vocabulary
 from musicaffect.errors import DataError
 from musicaffect.evaluation.spectra import plot_class_histogram, plot_spectrogram_grid
@@ -117,7 +123,7 @@ def run_explore(root: str | os.PathLike, out_dir: str | os.PathLike, *,
         if rec.id not in beat:
             raise DataError(f"clip {rec.id} has no beat-synchronous version in the beat "
                             "folder's label file: restore it from the dataset download",
-                            path=Path(root) / "fma_genre_spectrograms_beat" / "train_labels.txt")
+                            path=Path(root) / FOLDERS["genre", "beat"] / label_file_name("train"))
         full_a, beat_a = load_array(rec.path), load_array(beat[rec.id].path)  # (140, T)
         shapes = {}
         for rate, a in (("full", full_a), ("beat", beat_a)):

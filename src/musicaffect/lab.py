@@ -60,9 +60,9 @@ class LabState:
         self.save()
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str))
-        tmp.replace(self.path)
+        from musicaffect.io import atomic_write
+
+        atomic_write(self.path, json.dumps(self.data, indent=2, default=str))
 
     def step(self, name: str) -> dict:
         return self.data["steps"].get(name, {})
@@ -239,12 +239,9 @@ def _rows_of(state: LabState, step: str):
 
 
 def _baseline_rows(state: LabState) -> list[dict]:
-    rows = []
-    for step in ("affect", "transfer"):
-        t = state.step(step).get("table")
-        if t:
-            rows += [r for r in t["rows"] if r not in rows]
-    return rows
+    from musicaffect.suites import multitask_baseline
+
+    return multitask_baseline(_rows_of(state, "affect"), _rows_of(state, "transfer"))
 
 
 def _submission(data_root, out: Path, state: LabState) -> dict:
@@ -495,45 +492,11 @@ def _report_activations(rep, s: dict, out: Path, data_root) -> None:
     if not run or not data_root:
         rep.add_note("The genre CNN was not trained in this run.", kind="info")
         return
+    from musicaffect.evaluation.activations import activation_figure
+
     try:
         path = activation_figure(run, data_root, out / "figures_extra" / "activations.png")
     except (MusicAffectError, OSError, RuntimeError) as err:
         rep.add_note(f"Could not compute the activation maps: {err}", kind="warning")
         return
     rep.add_figure(path, caption="Activation maps of the lab CNN's four blocks")
-
-
-def activation_figure(run, data_root, path: Path) -> Path:
-    """Save the activation maps of every block of a CNN run for its first test clip."""
-    import matplotlib.pyplot as plt
-    import torch
-
-    from musicaffect.evaluation.plots import plot_activation_maps
-    from musicaffect.evaluation.predictor import DeepMember, Predictor
-
-    pred = Predictor.load([run], device="cpu")
-    member = pred.first
-    cfg = member.cfg
-    blocks = getattr(getattr(member, "model", None), "backbone", None)
-    blocks = getattr(blocks, "blocks", None) if isinstance(member, DeepMember) else None
-    if blocks is None or len(pred.members) != 1:
-        raise MusicAffectError(f"{run}: model {cfg.model.name} has no convolutional blocks")
-    model = member.model
-    ds = pred.dataset(member, data_root, dataset="genre", split="test")
-    item = ds[0]
-    maps: list = []
-
-    def keep(module, inputs, output) -> None:
-        h = output[0] if isinstance(output, tuple) else output        # (1, C, T, F)
-        maps.append(h[0].detach().transpose(1, 2).numpy())           # (C, F, T)
-
-    hooks = [b.register_forward_hook(keep) for b in blocks]
-    with torch.no_grad():
-        model(item["x"][None], torch.tensor([item["length"]]))
-    for h in hooks:
-        h.remove()
-    fig = plot_activation_maps(maps, title=f"{cfg.name}: clip {item['id']}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path

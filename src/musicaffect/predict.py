@@ -100,6 +100,15 @@ def member_windows(member, feats: dict[str, np.ndarray], seconds: float) -> list
     return windows(x, seconds=seconds)
 
 
+def member_feature_params(member):
+    """The :class:`~musicaffect.features.params.FeatureParams` to compute a model's
+    features with: those stored in its checkpoint, else the dataset's recipe."""
+    from musicaffect.features.params import FeatureParams
+
+    p = getattr(member, "feature_params", None)
+    return p if isinstance(p, FeatureParams) else FeatureParams()
+
+
 def model_targets(models) -> list[str]:
     """The regression targets a Predictor's members predict, in first-seen order."""
     out: list[str] = []
@@ -118,25 +127,32 @@ def predict_files(models, files: list[str | Path], *, top: int = 3,
     """
     from tqdm.auto import tqdm
 
-    from musicaffect.features.audio import FeatureParams, extract_file
+    from musicaffect.features.audio import extract_file
 
     if device is not None:
         models.to(device)
-    params = FeatureParams()
+    # each model's features are made with the parameters its training data was made with
+    # (stored in its checkpoint); models that share them share one extraction
+    params = {id(m): member_feature_params(m) for m in models.members}
     results = []
     for f in tqdm(files, desc="predict", unit="song", disable=not progress):
         pred = SongPrediction(file=str(f), models=list(models.names))
+        feats_by: dict = {}
         try:
-            feats = extract_file(f, params=params, apply_length=False)
+            for p in dict.fromkeys(params.values()):
+                feats_by[p] = extract_file(f, params=p, apply_length=False)
         except (MusicAffectError, OSError) as err:
             pred.error = str(err)
             log.error("%s", err)
             results.append(pred)
             continue
-        pred.seconds = float(feats["info"].get("source_seconds", feats["info"]["seconds"]))
-        pred.beat_fallback = bool(feats["info"].get("beat_fallback", False))
+        info = next(iter(feats_by.values()))["info"]
+        pred.seconds = float(info.get("source_seconds", info["seconds"]))
+        pred.beat_fallback = any(bool(v["info"].get("beat_fallback", False))
+                                 for v in feats_by.values())
         res, pred.windows = models.predict_clip(
-            lambda m, feats=feats, seconds=pred.seconds: member_windows(m, feats, seconds))
+            lambda m, fb=feats_by, seconds=pred.seconds: member_windows(m, fb[params[id(m)]],
+                                                                        seconds))
         if res.probs is not None:
             p = res.probs[0]
             order = np.argsort(-p)[:top]

@@ -74,16 +74,15 @@ def predict_test(runs: list[str | Path], data_root: str | Path, *, batch_size: i
 
 def write_submission(ids: list[str], preds: dict[str, np.ndarray], path: str | Path) -> Path:
     """Write the CSV atomically (temp file + rename)."""
+    from musicaffect.io import atomic_open
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(HEADER)
         for i, clip in enumerate(ids):
             w.writerow([f"{clip}.fused.full.npy.gz",
                         *(f"{float(preds[t][i]):.6f}" for t in TARGETS)])
-    tmp.replace(path)
     return path
 
 

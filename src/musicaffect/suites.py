@@ -7,7 +7,10 @@
 - :func:`multitask_suite` (step 10): one backbone, three heads (fixed, learned weights).
 
 Finished runs are reused when the suite is rerun with the same configuration; an interrupted
-run is resumed from its ``last.pt``. Budgets shrink every preset for quick runs.
+run is resumed from its ``last.pt``. Budgets shrink every preset for quick runs. The budgets
+and the affect suites' experiments are settings, in YAML beside the presets
+(``presets/settings/budgets.yaml`` and ``suites.yaml``); every row of an affect table names
+its run (``experiment``, a key of :attr:`SuiteResult.runs`).
 
 The suites follow the data root's own labels (:mod:`musicaffect.data.vocab`): its classes,
 and one model per regression target it has (multitask: all of them). LAB.md's public numbers
@@ -21,6 +24,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -31,32 +35,24 @@ from musicaffect.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-#: Budget name -> config overrides applied on top of every preset.
-BUDGETS: dict[str, dict] = {
-    # for tests: one short epoch of tiny models
-    "tiny": {"train": {"epochs": 1, "patience": 0, "max_batches_per_epoch": 2},
-             "data": {"max_length": 256}},
-    # for the demo on the bundled sample data (minutes on 2 CPU cores): 3 short epochs,
-    # full-rate clips cut to their first 646 frames (15 s)
-    "quick": {"train": {"epochs": 3, "patience": 0, "max_batches_per_epoch": 4},
-              "data": {"max_length": 646}},
-    # the presets as written (the lab's 30 epochs, patience 5)
-    "standard": {},
-    # longer training for real data on a GPU
-    "full": {"train": {"epochs": 80, "patience": 12}},
-}
 
+def _settings(name: str) -> dict:
+    """A settings file bundled beside the presets (``presets/settings/<name>.yaml``)."""
+    text = (resources.files("musicaffect") / "presets" / "settings" / f"{name}.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+_BUDGET_FILE = _settings("budgets")
+#: Budget name -> config overrides applied on top of every preset (budgets.yaml).
+BUDGETS: dict[str, dict] = {k: dict(v.get("overrides") or {}) for k, v in _BUDGET_FILE.items()}
 #: Budget name -> model parameters that shrink each registered model (smoke runs only).
 BUDGET_MODEL_PARAMS: dict[str, dict[str, dict]] = {
-    "tiny": {"classical": {"cv_folds": 2},
-             "lstm": {"hidden_size": 16},
-             "cnn": {"channels": [4, 8, 8, 8], "embed_dim": 16},
-             "cnn_res": {"stem_channels": 4, "channels": [4, 8, 8, 8], "freq_dim": 16,
-                         "embed_dim": 16},
-             "cnn_short": {"stem_channels": 4, "channels": [4, 8, 8], "embed_dim": 16},
-             "crnn": {"channels": [4, 8, 8], "proj_dim": 16, "hidden_size": 16,
-                      "embed_dim": 16}},
-}
+    k: dict(v["model_params"]) for k, v in _BUDGET_FILE.items() if v.get("model_params")}
+
+#: The affect suites' experiments (suites.yaml): ``affect`` and ``multitask`` are lists of
+#: ``{experiment, preset, label, extra?, transfer?}``, ``transfer`` holds ``source``,
+#: ``baseline`` (affect experiments shown above its rows) and ``variants``.
+SUITES: dict = _settings("suites")
 
 #: Lab report rows: preset -> (label, features, reference accuracy, reference macro-F1)
 GENRE_SUITE: dict[str, tuple[str, str, float | None, float | None]] = {
@@ -271,7 +267,10 @@ def genre_suite(data_root, out_dir, *, budget: str = "standard",
 # --------------------------------------------------------------------------- affect
 
 def _affect_row(label: str, per_target: dict[str, float],
-                targets: tuple[str, ...] | list[str] = TARGETS) -> dict:
+                targets: tuple[str, ...] | list[str] = TARGETS, *,
+                experiment: str | None = None) -> dict:
+    """One row of an affect table; ``experiment`` names its run (a key of the suite's
+    ``runs``)."""
     ref = AFFECT_REFERENCE.get(label)
     row: dict = {"model": label}
     for t in targets:
@@ -282,6 +281,7 @@ def _affect_row(label: str, per_target: dict[str, float],
         if key.startswith("auc_"):
             row[key] = value
     row["ref_mean"] = ref[3] if ref else None
+    row["experiment"] = experiment
     return row
 
 
@@ -311,8 +311,8 @@ def affect_suite(data_root, out_dir, *, budget: str = "standard",
     out_dir = Path(out_dir)
     vocab = data_vocabulary(data_root, overrides)
     rows, runs = [], {}
-    for preset, label in (("affect-lstm-beat-fused", "LSTM (beat fused)"),
-                          ("affect-cnn-full-fused", "CNN (full fused)")):
+    for exp in SUITES["affect"]:
+        preset = exp["preset"]
         per: dict[str, float] = {}
         for t in targets or list(vocab.targets):
             if on_step:
@@ -322,7 +322,8 @@ def affect_suite(data_root, out_dir, *, budget: str = "standard",
             run = run_experiment(cfg, data_root, out_dir / name, reuse=reuse, progress=progress)
             runs[name] = str(run)
             per.update(_spearmans(run, data_root))
-        rows.append(_affect_row(label, per, vocab.targets))
+        rows.append(_affect_row(exp["label"], per, vocab.targets,
+                                experiment=exp["experiment"]))
     return _affect_result("Affect regression, one model per target (Spearman, held-out)",
                           rows, runs, data_root, out_dir / "affect_table", overrides)
 
@@ -351,11 +352,11 @@ def _genre_source(data_root, out_dir: Path, budget, overrides, reuse, progress,
                   genre_run: str | Path | None, on_step) -> Path:
     if genre_run:
         return Path(genre_run)
+    preset = SUITES["transfer"]["source"]
     if on_step:
-        on_step("transfer: genre CNN (cnn-full-fused)")
-    cfg = _cfg("cnn-full-fused", budget, overrides)
-    return run_experiment(cfg, data_root, out_dir / "cnn-full-fused", reuse=reuse,
-                          progress=progress)
+        on_step(f"transfer: genre CNN ({preset})")
+    cfg = _cfg(preset, budget, overrides)
+    return run_experiment(cfg, data_root, out_dir / preset, reuse=reuse, progress=progress)
 
 
 def transfer_suite(data_root, out_dir, *, budget: str = "standard",
@@ -369,25 +370,27 @@ def transfer_suite(data_root, out_dir, *, budget: str = "standard",
                            on_step)
     vocab = data_vocabulary(data_root, overrides)
     rows, runs = [], {"genre source": str(source)}
-    variants = [(False, "CNN transfer from genre")]
-    if freeze:
-        variants.append((True, "CNN transfer, frozen backbone"))
-    for frozen, label in variants:
+    spec = SUITES["transfer"]
+    for exp in spec["variants"]:
+        frozen = bool(exp.get("freeze"))
+        if frozen and not freeze:
+            continue
         per: dict[str, float] = {}
         for t in vocab.targets:
-            name = f"transfer-cnn{'-frozen' if frozen else ''}-{t}"
+            name = f"{exp['experiment']}-{t}"
             if on_step:
                 on_step(f"transfer: {name}")
-            cfg = _cfg("transfer-cnn", budget, overrides,
+            cfg = _cfg(exp["preset"], budget, overrides,
                        {"data": {"tasks": [t]},
                         "transfer": {"checkpoint": str(source), "freeze_backbone": frozen}},
                        name=name)
             run = run_experiment(cfg, data_root, out_dir / name, reuse=reuse, progress=progress)
             runs[name] = str(run)
             per.update(_spearmans(run, data_root))
-        rows.append(_affect_row(label, per, vocab.targets))
+        rows.append(_affect_row(exp["label"], per, vocab.targets,
+                                experiment=exp["experiment"]))
     if baseline is not None:
-        rows = [r for r in baseline.rows if r["model"].startswith("CNN")] + rows
+        rows = [r for r in baseline.rows if r.get("experiment") in spec["baseline"]] + rows
     return _affect_result("Transfer learning from genre (Spearman, held-out)", rows, runs,
                           data_root, out_dir / "transfer_table", overrides)
 
@@ -401,31 +404,26 @@ def multitask_suite(data_root, out_dir, *, budget: str = "standard",
     out_dir = Path(out_dir)
     source = _genre_source(data_root, out_dir, budget, overrides, reuse, progress, genre_run,
                            on_step)
-    variants = [
-        ("multitask-cnn", "CNN multitask", {}),
-        ("multitask-cnn-learned", "CNN multitask, learned weights",
-         {"loss": {"weights": None, "learn_weights": True}}),
-        ("multitask-cnn-transfer", "CNN multitask + transfer",
-         {"transfer": {"checkpoint": str(source)}, "train": {"lr": 0.0003}}),
-        ("best-affect", "musicaffect best (res-CNN, rank loss)", {}),
-        ("affect-classical-ridge", "classical: ridge on row statistics", {}),
-        ("ensemble-affect", "ensemble: best-affect + classical ridge", {}),
-    ]
+    from musicaffect.config import deep_merge
+
     vocab = data_vocabulary(data_root, overrides)
     own = _own_targets(vocab)
     rows, runs = [], {"genre source": str(source)}
-    for name, label, extra in variants:
+    for exp in SUITES["multitask"]:
+        name = exp["experiment"]
         if on_step:
             on_step(f"multitask: {name}")
-        preset = name if name in MULTITASK_PRESETS else "multitask-cnn"
+        extra = dict(exp.get("extra") or {})
+        if exp.get("transfer"):
+            extra = deep_merge({"transfer": {"checkpoint": str(source)}}, extra)
         if own:
-            from musicaffect.config import deep_merge
             extra = deep_merge(own, extra)
-        cfg = _cfg(preset, budget, overrides, extra, name=name)
+        cfg = _cfg(exp["preset"], budget, overrides, extra, name=name)
         run = train_preset(cfg, data_root, out_dir / name, budget=budget, overrides=overrides,
                            reuse=reuse, progress=progress, member_extra=own or None)
         runs[name] = str(run)
-        rows.append(_affect_row(label, _spearmans(run, data_root), vocab.targets))
+        rows.append(_affect_row(exp["label"], _spearmans(run, data_root), vocab.targets,
+                                experiment=name))
     rows = list(baseline_rows or []) + rows
     return _affect_result("Multitask learning (Spearman, held-out)", rows, runs, data_root,
                           out_dir / "multitask_table", overrides)
@@ -444,25 +442,25 @@ def _own_targets(vocab) -> dict:
     return extra
 
 
-#: multitask suite rows that are presets of their own (the others vary multitask-cnn)
-MULTITASK_PRESETS = ("best-affect", "affect-classical-ridge", "ensemble-affect")
-
-
 def best_run(result: SuiteResult, key: str = "mean") -> str:
-    """The run folder of the best row whose model was trained in this suite."""
-    best = max((r for r in result.rows if r.get(key) is not None
-                and _row_run(result, r) is not None), key=lambda r: r[key])
-    return _row_run(result, best)
+    """The run folder of the best row whose model was trained in this suite (its
+    ``experiment`` is one of the suite's runs)."""
+    mine = [r for r in result.rows
+            if r.get(key) is not None and r.get("experiment") in result.runs]
+    if not mine:
+        raise ConfigError(f"{result.title}: no row names a run of this suite; rerun the "
+                          "suite to rebuild its table")
+    return result.runs[max(mine, key=lambda r: r[key])["experiment"]]
 
 
-def _row_run(result: SuiteResult, row: dict) -> str | None:
-    names = {"CNN multitask": "multitask-cnn",
-             "CNN multitask, learned weights": "multitask-cnn-learned",
-             "CNN multitask + transfer": "multitask-cnn-transfer",
-             "musicaffect best (res-CNN, rank loss)": "best-affect",
-             "classical: ridge on row statistics": "affect-classical-ridge",
-             "ensemble: best-affect + classical ridge": "ensemble-affect"}
-    return result.runs.get(names.get(row["model"], ""))
+def multitask_baseline(affect: SuiteResult | None, transfer: SuiteResult | None) -> list[dict]:
+    """The rows the multitask table is compared with: every affect row, then the transfer
+    table's own rows (not the affect rows it repeats)."""
+    own = {e["experiment"] for e in SUITES["transfer"]["variants"]}
+    rows = list(affect.rows) if affect is not None else []
+    if transfer is not None:
+        rows += [r for r in transfer.rows if r.get("experiment") in own]
+    return rows
 
 
 def _save(result: SuiteResult, path: Path) -> None:

@@ -6,21 +6,15 @@ its sub-commands; every sub-command sets ``func(args) -> int``.
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import logging
 import os
+import sys
+from pathlib import Path
 
-# Idle OpenMP threads sleep instead of spinning: on a busy CPU (or with several training
-# processes on one machine) spinning threads make small RNN/CNN steps many times slower.
-# Read once when torch starts, so it is set before anything imports torch.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import argparse  # noqa: E402
-import importlib  # noqa: E402
-import logging  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from musicaffect import __version__  # noqa: E402
-from musicaffect.errors import MusicAffectError  # noqa: E402
+from musicaffect import __version__
+from musicaffect.errors import MusicAffectError
 
 log = logging.getLogger("musicaffect")
 
@@ -66,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     one line (the exception, where its full log was written, "please report"); the
     traceback itself is shown only with ``-v``.
     """
+    # process-wide tuning belongs to the program, not the library: idle OpenMP threads sleep
+    # (set before any command imports torch) and glibc keeps freed memory for reuse
+    from musicaffect.runtime import tune_process
+
+    tune_process()
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose, args.quiet)

@@ -1,4 +1,5 @@
-"""Commands ``lab`` (the whole lab, steps 1-11, ending in a report) and ``report``."""
+"""Commands ``lab`` (the whole lab, steps 1-11, ending in a report), ``report`` and
+``activations`` (lab step 7a for one run)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="rebuild report.html / report.md of a lab folder")
     p.add_argument("out", help="the lab's output folder")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("activations", help="activation maps of a CNN run's blocks for one "
+                       "test clip (lab step 7a)",
+                       description="Run one test clip of the genre folder (at the run's rate "
+                       "and view) through a CNN run and draw the output of each "
+                       "convolutional block: the first channels, time on x, frequency on y.")
+    p.add_argument("run", help="a CNN run folder or .pt checkpoint")
+    p.add_argument("data_root", help="dataset root (the four Kaggle folders)")
+    p.add_argument("--out", "-o", metavar="PNG",
+                   help="image to write (default: RUN/eval/activations.png)")
+    p.add_argument("--clip", type=int, default=0, help="index of the test clip (default 0)")
+    p.set_defaults(func=cmd_activations)
 
 
 def cmd_lab(args) -> int:
@@ -88,4 +101,16 @@ def cmd_report(args) -> int:
 
     html = build_report(args.out)
     print(f"report: {html}")
+    return 0
+
+
+def cmd_activations(args) -> int:
+    from musicaffect.evaluation.activations import activation_figure
+    from musicaffect.paths import check_output_file
+
+    run = Path(args.run)
+    default = (run.parent if run.is_file() else run) / "eval" / "activations.png"
+    out = check_output_file(args.out or default, what="activation image")
+    path = activation_figure(run, args.data_root, out, clip=args.clip)
+    print(f"activation maps: {path}")
     return 0

@@ -44,8 +44,8 @@ def default_export_path(checkpoint: str | Path, fmt: str) -> Path:
 def cmd_export(args: argparse.Namespace) -> int:
     """Load the checkpoint, export it, print the written path."""
     from musicaffect.export import export_model
+    from musicaffect.models.checkpoint import load_model
     from musicaffect.paths import check_output_file
-    from musicaffect.training.checkpoint import load_model
 
     if args.out:
         check_output_file(args.out, what="exported model")

@@ -231,8 +231,7 @@ def _run_suite(args):
                                     freeze=args.freeze, baseline=_saved(out, "affect"), **kw)
     else:
         # compare with steps 8 and 9 when their tables are in the same --out folder
-        base = [r for name in ("affect", "transfer") if (t := _saved(out, name))
-                for r in t.rows if name == "affect" or r["model"].startswith("CNN transfer")]
+        base = suites.multitask_baseline(_saved(out, "affect"), _saved(out, "transfer"))
         res = suites.multitask_suite(args.data_root, out / "multitask",
                                      genre_run=args.genre_run, baseline_rows=base, **kw)
     return res

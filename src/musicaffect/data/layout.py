@@ -35,6 +35,16 @@ SYNTHETIC_MARKER = "SYNTHETIC.txt"
 #: suffixes of clip files on disk
 CLIP_SUFFIXES: tuple[str, ...] = (".npy", ".npy.gz")
 
+#: the file name a genre label file lists for clip ``<id>``: ``<id>`` + this suffix, by
+#: (rate, split). The Kaggle release's variants, which do not match the files on disk
+#: (``<id>.fused.full.npy``); clips are matched by id (:func:`clip_id`), so any works.
+GENRE_LABEL_SUFFIX: dict[tuple[str, str], str] = {
+    ("full", "train"): ".fused.full.npy.gz",
+    ("full", "test"): ".full.fused.npy.gz",
+    ("beat", "train"): ".beatsync.fused.npy.gz",
+    ("beat", "test"): ".beatsync.fused.npy.gz",
+}
+
 GENRE_HEADER = ("Id", "Genre")
 MULTITASK_HEADER = ("Id",) + TARGETS
 
@@ -70,6 +80,17 @@ def folder_name(dataset: str, rate: str) -> str:
     except KeyError:
         raise ConfigError(f"unknown dataset/rate {dataset!r}/{rate!r}: dataset is one of "
                           f"{DATASETS}, rate one of {RATES}") from None
+
+
+def label_file_name(split: str) -> str:
+    """The label file of a split inside a dataset folder: ``train_labels.txt`` /
+    ``test_labels.txt`` (the multitask folders have only ``train_labels.txt``)."""
+    return f"{split}_labels.txt"
+
+
+def genre_label_name(cid: str, rate: str, split: str) -> str:
+    """The name a genre label file lists for clip ``cid`` (:data:`GENRE_LABEL_SUFFIX`)."""
+    return f"{cid}{GENRE_LABEL_SUFFIX[rate, split]}"
 
 
 def clip_id(name: str) -> str:
@@ -264,7 +285,7 @@ def genre_labels_by_id(root: str | os.PathLike, *, rate: str = "full", split: st
     file is missing); for joining genre labels onto the clips of the multitask folder of a
     root made by ``build-dataset``, where one clip has one id in both folders."""
     folder = Path(root) / folder_name("genre", rate)
-    if not (folder / split).is_dir() or not (folder / f"{split}_labels.txt").is_file():
+    if not (folder / split).is_dir() or not (folder / label_file_name(split)).is_file():
         return {}
     recs = index_clips(root, dataset="genre", rate=rate, split=split, skip_bad=skip_bad,
                        mapped=False, vocab=vocab)
@@ -319,10 +340,10 @@ def index_clips(root: str | os.PathLike, *, dataset: str = "genre", rate: str = 
     files = list_clip_files(directory)
     bad = _Collector(skip_bad, skipped)
     if dataset == "genre":
-        label_file = directory.parent / f"{split}_labels.txt"
+        label_file = directory.parent / label_file_name(split)
         records = _genre_records(label_file, files, split, mapped=mapped, bad=bad, vocab=vocab)
     elif split == "train":
-        records = _multitask_records(directory.parent / "train_labels.txt", files, split, bad,
+        records = _multitask_records(directory.parent / label_file_name("train"), files, split, bad,
                                      vocab)
     else:
         records = [ClipRecord(cid, files[cid], split) for cid in sorted(files, key=_id_key)]

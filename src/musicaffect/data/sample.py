@@ -35,7 +35,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from musicaffect.data.labels import CLASS_MAPPING, CLASSES, GENRES20, TARGETS
-from musicaffect.data.layout import FOLDERS, SYNTHETIC_MARKER
+from musicaffect.data.layout import FOLDERS, SYNTHETIC_MARKER, genre_label_name, label_file_name
 from musicaffect.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -336,13 +336,6 @@ def _iter_jobs(size: str, rng: np.random.Generator
             k += 1
 
 
-def _genre_label_name(clip_id: str, rate: str, split: str) -> str:
-    """The (mismatched) file name a genre label file lists for a clip."""
-    if rate == "beat":
-        return f"{clip_id}.beatsync.fused.npy.gz"
-    return f"{clip_id}.fused.full.npy.gz" if split == "train" else f"{clip_id}.full.fused.npy.gz"
-
-
 def write_sample_dataset(root: str | os.PathLike, *, size: str = "small", seed: int = 0,
                          gz: bool = False) -> Path:
     """Write a synthetic dataset in the exact layout of the Kaggle dataset.
@@ -401,7 +394,7 @@ def write_sample_dataset(root: str | os.PathLike, *, size: str = "small", seed: 
                     pending.popleft().result()
                 if dataset == "genre":
                     genre_rows.setdefault((rate, split), []).append(
-                        f"{_genre_label_name(clip.clip_id, rate, split)}\t{clip.genre20}")
+                        f"{genre_label_name(clip.clip_id, rate, split)}\t{clip.genre20}")
             if dataset == "multitask" and split == "train":
                 v, e, d = clip.affect
                 mt_rows.append(f"{clip.clip_id},{v:.6f},{e:.6f},{d:.6f}")
@@ -409,11 +402,11 @@ def write_sample_dataset(root: str | os.PathLike, *, size: str = "small", seed: 
             pending.popleft().result()
     for (rate, split), rows in genre_rows.items():
         text = "Id\tGenre\n" + "\n".join(rows) + "\n"
-        (root / FOLDERS["genre", rate] / f"{split}_labels.txt").write_text(text)
+        (root / FOLDERS["genre", rate] / label_file_name(split)).write_text(text)
     header = "Id," + ",".join(TARGETS)
     for rate in ("full", "beat"):
         text = header + "\n" + "\n".join(mt_rows) + "\n"
-        (root / FOLDERS["multitask", rate] / "train_labels.txt").write_text(text)
+        (root / FOLDERS["multitask", rate] / label_file_name("train")).write_text(text)
     # written last: a root with the marker is complete
     (root / SYNTHETIC_MARKER).write_text(SYNTHETIC_TEXT.format(size=size, seed=seed, ext=ext))
     log.info("wrote %s synthetic sample data (%d clips) to %s", size, len(jobs), root)

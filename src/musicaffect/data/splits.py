@@ -1,4 +1,5 @@
-"""Seeded train/validation splits (the lab helper's rule by default, stratified, or grouped).
+"""Seeded splits: train/validation (the lab helper's rule by default, stratified, or
+grouped), cross-validation folds, and the train/test split of a built dataset.
 
 With groups (song, artist, source file: :func:`musicaffect.data.vocab.load_groups`) every
 clip of a group is on one side of the split, and of every cross-validation fold.
@@ -6,9 +7,12 @@ clip of a group is on one side of the split, and of every cross-validation fold.
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
 import numpy as np
 
-from musicaffect.errors import ConfigError
+from musicaffect.errors import ConfigError, DataError
 
 
 def train_val_split(n: int, *, val_fraction: float = 0.2, seed: int = 420,
@@ -132,3 +136,71 @@ def kfold_splits(n: int, *, k: int = 5, seed: int = 0, stratify: np.ndarray | No
         return [(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)) for a, b in it]
     except ValueError as err:
         raise ConfigError(f"cannot make {k} folds of {n} clips: {err}") from err
+
+
+def assign_splits(rows: Sequence, *, test_fraction: float = 0.2,
+                  seed: int = 0) -> list[str]:
+    """Train/test split of a label table's rows (``build-dataset``): seeded, stratified by
+    genre, whole groups together.
+
+    ``rows`` have the attributes of :class:`musicaffect.features.build.LabelRow`: ``key``,
+    ``line``, ``genre``, ``targets``, ``split`` (given or None) and ``group`` (or None).
+
+    Rows with a ``split`` keep it (and so do the other rows of their group); unlabelled rows
+    are test clips. The other groups (a row without ``group`` is its own group) are shuffled
+    per stratum (the group's most common genre; one stratum for affect-only rows) and taken
+    into test while that does not take the stratum's test count further from
+    ``round(test_fraction * n_clips)``.
+
+    (scikit-learn's ``GroupShuffleSplit`` / ``StratifiedGroupKFold``, which
+    :func:`train_val_split` uses, do not fit here: rows may come with their split fixed, which
+    binds their whole group, and the test share is any fraction, not ``1 / k``; this rule
+    keeps the splits of existing datasets unchanged.)
+
+    Returns
+    -------
+    splits : list of str
+        "train" or "test" per row.
+
+    Raises
+    ------
+    ConfigError
+        ``test_fraction`` not in [0, 1).
+    DataError
+        A group has rows with both splits given.
+    """
+    if not 0.0 <= test_fraction < 1.0:
+        raise ConfigError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        groups[row.group if row.group is not None else f"\0{row.key}"].append(i)
+    out: list[str | None] = [None] * len(rows)
+    strata: dict[str, list[str]] = defaultdict(list)
+    for key, members in sorted(groups.items()):
+        fixed = {rows[i].split for i in members if rows[i].split}
+        fixed |= {"test" for i in members if not rows[i].genre and not rows[i].targets}
+        if len(fixed) > 1:
+            lines = ", ".join(str(rows[i].line) for i in members)
+            raise DataError(f"group {key!r} (lines {lines}) has clips in both train and "
+                            "test: a group stays on one side; fix its split values")
+        if fixed:
+            value = fixed.pop()
+            for i in members:
+                out[i] = value
+            continue
+        genres = Counter(rows[i].genre or "" for i in members)
+        strata[genres.most_common(1)[0][0]].append(key)
+    rng = np.random.default_rng(seed)
+    for stratum in sorted(strata):
+        keys = strata[stratum]
+        order = rng.permutation(len(keys))
+        total = sum(len(groups[k]) for k in keys)
+        target = round(test_fraction * total)
+        n_test = 0
+        for j in order:
+            members = groups[keys[j]]
+            take = target > 0 and abs(n_test + len(members) - target) <= abs(n_test - target)
+            n_test += len(members) if take else 0
+            for i in members:
+                out[i] = "test" if take else "train"
+    return [s if s is not None else "train" for s in out]

@@ -209,12 +209,10 @@ class Vocabulary:
 
     def write(self, root: str | os.PathLike) -> Path:
         """Write ``labels.json`` into ``root`` (atomic)."""
-        path = Path(root) / LABELS_FILE
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n",
-                       encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        from musicaffect.io import atomic_write
+
+        return atomic_write(Path(root) / LABELS_FILE,
+                            json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
 
     def with_genre_map(self, genre_map: str | os.PathLike | None,
                        *, where: str | os.PathLike | None = None) -> Vocabulary:

@@ -210,7 +210,7 @@ def regression_metrics(y_true: Mapping[str, np.ndarray],
         True values per target (e.g. ``{"valence": ..., "energy": ...}``).
     y_pred : dict[str, np.ndarray [shape=(N,) or (N, 1)]]
         Predictions for (at least) every target of ``y_true``, in the same clip order and
-        already on the target's scale (see :func:`musicaffect.training.losses.predict_transform`).
+        already on the target's scale (see :func:`musicaffect.evaluation.inference.predict_transform`).
 
     Returns
     -------

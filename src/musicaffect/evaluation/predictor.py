@@ -7,8 +7,8 @@ folders (``ensemble.json``, written by ``musicaffect ensemble``). Each model bec
 *member*. The Predictor loads every member once, chooses the device once, builds each
 member's dataset with the rate and view it was trained on, and returns per-clip genre
 probabilities and regression values (deep models: raw outputs from
-:func:`musicaffect.training.engine.predict_outputs`, then
-:func:`~musicaffect.training.losses.predict_transform`). With several members, the genre
+:func:`musicaffect.evaluation.inference.predict_outputs`, then
+:func:`~musicaffect.evaluation.inference.predict_transform`). With several members, the genre
 probabilities of the members that predict genre, and the values of the members that predict a
 target, are averaged (weighted when the ensemble gives weights).
 """
@@ -19,7 +19,6 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,9 @@ import numpy as np
 from musicaffect.data.labels import CLASSES, GENRE_TASK
 from musicaffect.data.vocab import vocabulary_of_checkpoint
 from musicaffect.errors import CheckpointError, ConfigError, DataError
+from musicaffect.features.params import checkpoint_feature_params
+from musicaffect.io import atomic_write
+from musicaffect.models.predictions import Predictions, vocab_attributes
 
 log = logging.getLogger(__name__)
 
@@ -47,49 +49,6 @@ def select_device(device=None):
     return torch.device(device)
 
 
-@dataclass
-class Predictions:
-    """Per-clip predictions of one member or of a whole Predictor.
-
-    Attributes
-    ----------
-    ids : list of str
-        Clip ids, in the order of the rows below.
-    probs : np.ndarray [shape=(N, C)] or None
-        Genre class probabilities (None when no member predicts genre).
-    values : dict[str, np.ndarray [shape=(N,)]]
-        Regression target -> predicted values on the target's scale.
-    labels : dict[str, np.ndarray [shape=(N,)]]
-        True labels by task, where the data has them.
-    classes : list of str
-        Names of the columns of ``probs``.
-    """
-
-    ids: list[str]
-    probs: np.ndarray | None = None
-    values: dict[str, np.ndarray] = field(default_factory=dict)
-    labels: dict[str, np.ndarray] = field(default_factory=dict)
-    classes: list[str] = field(default_factory=lambda: list(CLASSES))
-
-    @property
-    def tasks(self) -> list[str]:
-        return ([GENRE_TASK] if self.probs is not None else []) + list(self.values)
-
-    def reorder(self, ids: Sequence[str]) -> Predictions:
-        """The same predictions with rows in the order of ``ids`` (the same set of clips)."""
-        pos = {c: i for i, c in enumerate(self.ids)}
-        idx = np.array([pos[c] for c in ids], dtype=np.int64)
-        return Predictions(list(ids), None if self.probs is None else self.probs[idx],
-                           {t: v[idx] for t, v in self.values.items()},
-                           {t: v[idx] for t, v in self.labels.items()}, list(self.classes))
-
-    def mean_rows(self) -> Predictions:
-        """One row: the mean over all rows (song-level result of its windows)."""
-        return Predictions(["mean"], None if self.probs is None else self.probs.mean(axis=0)[None],
-                           {t: np.asarray(v).mean(axis=0, keepdims=True)
-                            for t, v in self.values.items()}, {}, list(self.classes))
-
-
 # --------------------------------------------------------------------------- members
 
 class DeepMember:
@@ -99,7 +58,7 @@ class DeepMember:
 
     def __init__(self, path: str | os.PathLike, *, which: str = "best"):
         from musicaffect.config import config_from_dict
-        from musicaffect.training.checkpoint import load_model
+        from musicaffect.models.checkpoint import load_model
 
         self.model, self.ckpt = load_model(path, which=which)
         self.cfg = config_from_dict(self.ckpt["config"])
@@ -109,10 +68,11 @@ class DeepMember:
         parent = Path(self.path).parent
         self.run_dir = parent.parent if parent.name == "checkpoints" else parent
         self.tasks = list(self.ckpt["model"]["tasks"])
-        _vocab_attributes(self, vocabulary_of_checkpoint(self.ckpt), self.ckpt.get("kinds"))
+        vocab_attributes(self, vocabulary_of_checkpoint(self.ckpt), self.ckpt.get("kinds"))
         self.epoch = self.ckpt.get("epoch")
         self.n_features = int(self.ckpt["model"]["n_features"])
         self.n_classes = int(self.ckpt["model"]["tasks"].get(GENRE_TASK, 0))
+        self.feature_params = checkpoint_feature_params(self.ckpt)
         self.device = None
 
     def to(self, device) -> DeepMember:
@@ -122,7 +82,8 @@ class DeepMember:
 
     def predict_dataset(self, dataset, *, batch_size: int = 32) -> Predictions:
         """Predict every clip of ``dataset`` (a SpectrogramDataset or Subset of one)."""
-        from musicaffect.training.engine import make_loader, predict_outputs, window_options
+        from musicaffect.data.loading import make_loader
+        from musicaffect.evaluation.inference import predict_outputs, window_options
 
         loader = make_loader(dataset, None, batch_size=batch_size,
                              max_length=self.cfg.data.max_length)
@@ -134,7 +95,8 @@ class DeepMember:
         (no ``max_length``): one row per array."""
         import torch
 
-        from musicaffect.training.engine import make_loader, predict_outputs
+        from musicaffect.data.loading import make_loader
+        from musicaffect.evaluation.inference import predict_outputs
 
         items = [{"x": torch.from_numpy(np.ascontiguousarray(a.T, dtype=np.float32)),
                   "length": int(a.shape[1]), "y": {}, "id": str(i)}
@@ -145,7 +107,7 @@ class DeepMember:
     def _from_outputs(self, res: dict) -> Predictions:
         import torch
 
-        from musicaffect.training.losses import predict_transform
+        from musicaffect.evaluation.inference import predict_transform
 
         probs = None
         values: dict[str, np.ndarray] = {}
@@ -160,13 +122,6 @@ class DeepMember:
         return Predictions(list(res["ids"]), probs, values, labels, list(self.classes))
 
 
-def _vocab_attributes(member, vocab, kinds=None) -> None:
-    """Set a member's ``classes``, ``kinds`` and ``ranges`` from its data's vocabulary."""
-    member.vocab = vocab
-    member.classes = [str(c) for c in vocab.classes]
-    targets = [t for t in member.tasks if t != GENRE_TASK]
-    member.kinds = dict(kinds or {t: vocab.kind(t) for t in targets})
-    member.ranges = {t: tuple(vocab.ranges[t]) for t in targets if t in vocab.ranges}
 
 
 def check_fits(member, n_features: int, where: str, data_classes=None) -> None:
@@ -295,9 +250,7 @@ def read_ensemble(folder: str | os.PathLike) -> dict:
 def _atomic_text(path: Path, text: str) -> None:
     if path.is_file() and path.read_text() == text:
         return      # unchanged: keep the mtime (evaluations cached on it stay valid)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write(path, text)
 
 
 # --------------------------------------------------------------------------- the Predictor
@@ -399,7 +352,7 @@ class Predictor:
     def predict_heldout(self, data_root, *, batch_size: int = 32) -> Predictions:
         """Predict the held-out (validation) clips of each member's own training split; the
         members must hold out the same clips."""
-        from musicaffect.training.engine import prepare_data
+        from musicaffect.data.loading import prepare_data
 
         parts = []
         for m in self.members:

@@ -14,8 +14,8 @@ _LAZY = {
                      "extract_file", "fallback_beats", "fused", "hpss_percussive", "load_audio",
                      "median_filter_rows", "mel_db", "percussive_beats", "stack", "warm_up"),
                     "audio"),
-    **dict.fromkeys(("BuildReport", "assign_splits", "build_dataset", "read_label_table",
-                     "read_labels"), "build"),
+    **dict.fromkeys(("BuildReport", "build_dataset", "read_label_table", "read_labels"),
+                    "build"),
 }
 
 
@@ -26,7 +26,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "LENGTH_RULES", "BuildReport", "FeatureParams", "apply_length_rule", "assign_splits",
+    "LENGTH_RULES", "BuildReport", "FeatureParams", "apply_length_rule",
     "beat_sync", "build_dataset", "check_audio", "chroma", "extract", "extract_file",
     "fallback_beats", "fused", "hpss_percussive", "load_audio", "median_filter_rows", "mel_db",
     "percussive_beats", "read_label_table", "read_labels", "stack", "warm_up",

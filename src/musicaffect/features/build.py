@@ -49,7 +49,7 @@ import posixpath
 import re
 import shutil
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -61,7 +61,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from musicaffect.data.labels import CLASS_MAPPING, CLASSES, GENRES20
-from musicaffect.data.layout import FOLDERS, RATES, SPLITS
+from musicaffect.data.layout import FOLDERS, RATES, SPLITS, genre_label_name, label_file_name
+from musicaffect.data.splits import assign_splits
 from musicaffect.data.vocab import (
     GENRE_MAPS,
     Vocabulary,
@@ -72,6 +73,8 @@ from musicaffect.data.vocab import (
 )
 from musicaffect.errors import ConfigError, DataError
 from musicaffect.features.audio import FeatureParams, extract_file, warm_up
+from musicaffect.features.params import PARAMS_FILE
+from musicaffect.io import atomic_open, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +85,7 @@ LABEL_COLUMNS: tuple[str, ...] = ("file", "genre", "split", "group", "style")
 #: file name of a clip on disk (the dataset's unpacked name)
 CLIP_SUFFIX = ".fused.full.npy"
 #: names written in the genre label files, per (rate, split) (the dataset's variants)
-GENRE_LABEL_SUFFIX: dict[tuple[str, str], str] = {
-    ("full", "train"): ".fused.full.npy.gz",
-    ("full", "test"): ".full.fused.npy.gz",
-    ("beat", "train"): ".beatsync.fused.npy.gz",
-    ("beat", "test"): ".beatsync.fused.npy.gz",
-}
 
-PARAMS_FILE = "feature_params.json"
 CLIPS_FILE = "clips.csv"
 ERRORS_FILE = "errors.csv"
 
@@ -367,65 +363,6 @@ def _parse_row(rec: dict[str, str], path: Path, lineno: int, *, targets: list[st
 # split
 
 
-def assign_splits(rows: Sequence[LabelRow], *, test_fraction: float = 0.2,
-                  seed: int = 0) -> list[str]:
-    """Train/test split of the rows: seeded, stratified by genre, whole groups together.
-
-    Rows with a ``split`` keep it (and so do the other rows of their group); unlabelled rows
-    are test clips. The other groups (a row without ``group`` is its own group) are shuffled
-    per stratum (the group's most common genre; one stratum for affect-only rows) and taken
-    into test while that does not take the stratum's test count further from
-    ``round(test_fraction * n_clips)``.
-
-    Returns
-    -------
-    splits : list of str
-        "train" or "test" per row.
-
-    Raises
-    ------
-    ConfigError
-        ``test_fraction`` not in [0, 1).
-    DataError
-        A group has rows with both splits given.
-    """
-    if not 0.0 <= test_fraction < 1.0:
-        raise ConfigError(f"test_fraction must be in [0, 1), got {test_fraction}")
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, row in enumerate(rows):
-        groups[row.group if row.group is not None else f"\0{row.key}"].append(i)
-    out: list[str | None] = [None] * len(rows)
-    strata: dict[str, list[str]] = defaultdict(list)
-    for key, members in sorted(groups.items()):
-        fixed = {rows[i].split for i in members if rows[i].split}
-        fixed |= {"test" for i in members if not rows[i].genre and not rows[i].targets}
-        if len(fixed) > 1:
-            lines = ", ".join(str(rows[i].line) for i in members)
-            raise DataError(f"group {key!r} (lines {lines}) has clips in both train and "
-                            "test: a group stays on one side; fix its split values")
-        if fixed:
-            value = fixed.pop()
-            for i in members:
-                out[i] = value
-            continue
-        genres = Counter(rows[i].genre or "" for i in members)
-        strata[genres.most_common(1)[0][0]].append(key)
-    rng = np.random.default_rng(seed)
-    for stratum in sorted(strata):
-        keys = strata[stratum]
-        order = rng.permutation(len(keys))
-        total = sum(len(groups[k]) for k in keys)
-        target = round(test_fraction * total)
-        n_test = 0
-        for j in order:
-            members = groups[keys[j]]
-            take = target > 0 and abs(n_test + len(members) - target) <= abs(n_test - target)
-            n_test += len(members) if take else 0
-            for i in members:
-                out[i] = "test" if take else "train"
-    return [s if s is not None else "train" for s in out]
-
-
 # ---------------------------------------------------------------------------------------
 # segments
 
@@ -499,10 +436,8 @@ _THREAD_LIMITS: Any = None
 
 
 def _save_atomic(path: Path, a: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_open(path) as f:
         np.save(f, a)
-    os.replace(tmp, path)
 
 
 def _run_task(task: _Task, params: dict[str, Any]) -> tuple[int, str | None, dict[str, Any]]:
@@ -755,10 +690,8 @@ def _reuse(dests: dict[str, tuple[Path, ...]], out: Path, cid: int) -> bool:
         if found is None:
             return False
         for p in missing:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-            shutil.copyfile(found, tmp)
-            os.replace(tmp, p)
+            with open(found, "rb") as src, atomic_open(p) as dst:
+                shutil.copyfileobj(src, dst)
     return True
 
 
@@ -781,10 +714,7 @@ def _assign_ids(files: Sequence[str], clips_file: Path | None) -> dict[str, int]
 
 
 def _write_text_atomic(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, text)
 
 
 def _fmt(v: float) -> str:
@@ -797,17 +727,17 @@ def _write_label_files(out: Path, ok_rows: list[tuple[LabelRow, str]], ids: dict
     if "genre" in datasets:
         for rate in RATES:
             for split in SPLITS:
-                suffix = GENRE_LABEL_SUFFIX[rate, split]
-                lines = ["Id\tGenre"] + [f"{ids[r.key]}{suffix}\t{r.genre}"
+                lines = ["Id\tGenre"] + [f"{genre_label_name(str(ids[r.key]), rate, split)}"
+                                         f"\t{r.genre}"
                                          for r, s in ordered if r.genre and s == split]
-                _write_text_atomic(out / FOLDERS["genre", rate] / f"{split}_labels.txt",
+                _write_text_atomic(out / FOLDERS["genre", rate] / label_file_name(split),
                                    "\n".join(lines) + "\n")
     if "multitask" in datasets:
         lines = [",".join(("Id",) + vocab.targets)] + [
             ",".join([str(ids[r.key])] + [_fmt(r.targets[t]) for t in vocab.targets])
             for r, s in ordered if r.targets and s == "train"]
         for rate in RATES:
-            _write_text_atomic(out / FOLDERS["multitask", rate] / "train_labels.txt",
+            _write_text_atomic(out / FOLDERS["multitask", rate] / label_file_name("train"),
                                "\n".join(lines) + "\n")
 
 

@@ -20,6 +20,9 @@ from musicaffect.errors import ConfigError, DataError
 #: accepted values of ``FeatureParams.length_rule``
 LENGTH_RULES: tuple[str, ...] = ("crop", "pad", "keep")
 
+#: the file beside a built dataset (``build-dataset``) that records its feature parameters
+PARAMS_FILE = "feature_params.json"
+
 @dataclass(frozen=True)
 class FeatureParams:
     """Every parameter that decides the features; written as JSON next to any output.
@@ -118,3 +121,19 @@ def _rules_text(params: FeatureParams) -> dict[str, str]:
         "beat": "HPSS of the STFT (kernel 31, power 2, margin 1), beat_track on the percussive signal, "
                 "librosa.util.sync(fused, beats, aggregate=np.median)",
     }
+
+
+def root_feature_params(root: str | os.PathLike) -> FeatureParams:
+    """The parameters a data root's features were made with: its ``feature_params.json``
+    when it has one (``build-dataset`` writes it), else the dataset's documented recipe
+    (``FeatureParams()``: the Kaggle data and the synthetic sample)."""
+    path = Path(root) / PARAMS_FILE
+    return FeatureParams.read(path) if path.is_file() else FeatureParams()
+
+
+def checkpoint_feature_params(ckpt: dict | None) -> FeatureParams:
+    """The feature parameters a checkpoint (deep ``.pt`` dict or classical JSON) was trained
+    with (key ``feature_params``); checkpoints written before the key existed get the
+    dataset's recipe, which is what their data was made with."""
+    d = (ckpt or {}).get("feature_params")
+    return FeatureParams.from_dict(d) if isinstance(d, dict) else FeatureParams()

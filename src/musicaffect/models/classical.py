@@ -19,7 +19,8 @@ the run's split only; the validation part is held out exactly as for the deep mo
 ``evaluate`` on affect runs scores clips the model never saw.
 
 A run is configured like any other (``model.name: classical``, ``model.params: {estimator:
-svm, ...}``) and trained by ``musicaffect train`` (``fit`` dispatches here). Its run folder
+svm, ...}``) and trained by ``musicaffect train`` (``fit`` dispatches to
+:func:`musicaffect.training.classical.fit_classical`). Its run folder
 holds ``config.yaml``, ``metrics.csv``, ``summary.json`` and ``checkpoints/`` with
 ``best.classical.json`` (config, feature recipe, per-task model files and their SHA-256) and
 per-task model files, written without pickle: linear models as their coefficients in
@@ -30,14 +31,12 @@ from the one recorded at training time is refused.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
 import os
-import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -296,9 +295,11 @@ def _sha256(path: Path) -> str:
 
 
 def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    tmp.replace(path)
+    """``write(file)`` into a temporary file beside ``path``, renamed over it on success."""
+    from musicaffect.io import atomic_open
+
+    with atomic_open(path) as f:
+        write(f)
 
 
 def save_task_model(model, folder: Path, task: str, estimator: str) -> dict:
@@ -313,18 +314,17 @@ def save_task_model(model, folder: Path, task: str, estimator: str) -> dict:
             kind = "logistic"
         path = folder / f"best.{task}.npz"
 
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as f:
-                np.savez(f, **{k: np.asarray(v, dtype=np.int64 if k == "classes"
-                                              else np.float64) for k, v in arrays.items()})
+        def write(f) -> None:
+            np.savez(f, **{k: np.asarray(v, dtype=np.int64 if k == "classes" else np.float64)
+                           for k, v in arrays.items()})
     else:
         import skops.io as sio
 
         kind = "skops"
         path = folder / f"best.{task}.skops"
 
-        def write(tmp: Path) -> None:
-            sio.dump(model, tmp)
+        def write(f) -> None:
+            sio.dump(model, f)
     _atomic(path, write)
     entry = {"kind": kind, "file": path.name, "sha256": _sha256(path)}
     if hasattr(est, "classes_"):
@@ -411,12 +411,15 @@ class ClassicalMember:
         self.run_dir = file.parent.parent
         self.tasks = list(meta["tasks"])
         from musicaffect.data.vocab import vocabulary_of_checkpoint
-        from musicaffect.evaluation.predictor import _vocab_attributes
+        from musicaffect.models.predictions import vocab_attributes
 
-        _vocab_attributes(self, vocabulary_of_checkpoint(meta), meta.get("kinds"))
+        vocab_attributes(self, vocabulary_of_checkpoint(meta), meta.get("kinds"))
         self.epoch = None
         self.n_features = int(meta["features"]["n_features"])
         self.n_classes = len(self.classes) if GENRE_TASK in self.tasks else 0
+        from musicaffect.features.params import checkpoint_feature_params
+
+        self.feature_params = checkpoint_feature_params(meta)
         self.models = {t: load_task_model(file.parent, meta["models"][t]) for t in self.tasks}
 
     def to(self, device) -> ClassicalMember:   # scikit-learn runs on the CPU
@@ -428,7 +431,7 @@ class ClassicalMember:
             return self._predict_features(X, ids, labels)
 
     def _predict_features(self, X, ids, labels):
-        from musicaffect.evaluation.predictor import Predictions
+        from musicaffect.models.predictions import Predictions
 
         probs, values = None, {}
         for t in self.tasks:
@@ -452,108 +455,3 @@ class ClassicalMember:
         X = np.stack([clip_features(a, percentiles=self.params.percentiles,
                                     deltas=self.params.deltas) for a in arrays])
         return self.predict_features(X, [str(i) for i in range(len(arrays))])
-
-
-# --------------------------------------------------------------------------- training
-
-def fit_classical(cfg, data_root, run_dir, *, resume: bool = False, overwrite: bool = False,
-                  progress: bool = True):
-    """Train a classical run (``model.name: classical``): what ``fit`` does for deep models.
-
-    Writes ``config.yaml``, ``checkpoints/best.classical.json`` and the task model files,
-    ``metrics.csv`` (one row) and ``summary.json``; returns a
-    :class:`~musicaffect.training.engine.FitResult` (``best_epoch`` 0). ``resume`` retrains
-    (a classical fit is one step).
-    """
-    from musicaffect.config import save_config
-    from musicaffect.training.engine import FitResult, prepare_data
-    from musicaffect.training.rundir import plan_run_dir, write_run
-
-    p = classical_params(cfg.model.params)
-    if cfg.train.overfit_batches:
-        raise ConfigError("the overfit check (train.overfit_batches) is for neural networks; "
-                          "a classical model has no training loss to drive to zero")
-    if cfg.transfer.checkpoint:
-        raise ConfigError("transfer.checkpoint does not apply to a classical model")
-    run_dir = Path(run_dir)
-    # only looks (the folder is written once the models are fitted): --resume retrains
-    plan = plan_run_dir(run_dir, data_root=data_root, overwrite=overwrite or resume)
-    t_start = time.perf_counter()
-    data = prepare_data(cfg, data_root)
-    X, ids, labels = dataset_features(data.dataset, p, max_length=cfg.data.max_length)
-    tr, va = data.train_idx, data.val_idx
-    fitted, search = {}, {}
-    for task in data.tasks:
-        y = data.dataset.labels(task)
-        classify = task == GENRE_TASK
-        # clips without this label (genre -100 / NaN target in joint genre + target data)
-        has = (y >= 0) if classify else np.isfinite(y)
-        t0 = time.perf_counter()
-        model, info = fit_task(p, X[tr][has[tr]], y[tr][has[tr]], classify=classify,
-                               seed=cfg.seed)
-        info["seconds"] = time.perf_counter() - t0
-        fitted[task] = model
-        search[task] = info
-        log.info("classical %s %s: best %s (internal CV score %s, %.1fs)", p.estimator, task,
-                 info["best_params"], info["cv_score"], info["seconds"])
-    feats = {"view": cfg.data.view, "rate": cfg.data.rate, "n_features": data.n_features,
-             "percentiles": list(p.percentiles), "deltas": p.deltas, "dim": int(X.shape[1]),
-             "max_length": cfg.data.max_length}
-
-    def write(folder: Path) -> FitResult:
-        ckpt_dir = folder / "checkpoints"
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        entries = {t: {**save_task_model(m, ckpt_dir, t, p.estimator), **search[t]}
-                   for t, m in fitted.items()}
-        meta = {"format": FORMAT, "config": cfg.to_dict(), "estimator": p.estimator,
-                "features": feats, "tasks": list(data.tasks),
-                "classes": list(data.vocab.classes), "targets": list(data.vocab.targets),
-                "kinds": {t: data.vocab.kind(t) for t in data.tasks if t != GENRE_TASK},
-                "vocab": data.vocab.to_dict(), "models": entries, "data": data.info}
-        _atomic(ckpt_dir / CLASSICAL_FILE, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
-        # the validation metrics come from the model as saved (reloaded from disk)
-        member = ClassicalMember(folder)
-        val = member.predict_features(X[va], [ids[i] for i in va],
-                                      {t: v[va] for t, v in labels.items()})
-        seconds = time.perf_counter() - t_start
-        metrics = {"epoch": 0, **_val_metrics(val, data.tasks), "seconds": seconds}
-        meta["metrics"] = metrics
-        _atomic(ckpt_dir / CLASSICAL_FILE, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
-        save_config(cfg, folder / "config.yaml")
-        with open(folder / "metrics.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(metrics))
-            w.writeheader()
-            w.writerow(metrics)
-        monitor = cfg.train.monitor
-        score = float(metrics.get(monitor, float("nan")))
-        summary = {"best_epoch": 0, "best_score": score, "monitor": monitor,
-                   "stopped_early": False, "epochs": 1, "best_metrics": metrics,
-                   "seconds": seconds, "classical": {"estimator": p.estimator,
-                                                     "search": search, "params": asdict(p)}}
-        (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-        return FitResult(run_dir, 0, score, monitor, [metrics], False, metrics, seconds)
-
-    return write_run(plan, cfg, write)
-
-
-def _val_metrics(val, tasks: list[str]) -> dict[str, float]:
-    """Validation metrics named as the deep runs' (``val_loss``, ``val_accuracy`` ...)."""
-    from musicaffect.evaluation.metrics import classification_metrics, regression_metrics
-
-    m: dict[str, float] = {}
-    if GENRE_TASK in tasks:
-        y = val.labels[GENRE_TASK].astype(np.int64)
-        p = np.clip(val.probs[np.arange(len(y)), y], 1e-12, 1.0)
-        m["val_loss"] = float(-np.mean(np.log(p)))                     # cross-entropy
-        cm = classification_metrics(y, val.probs.argmax(axis=1), classes=val.classes)
-        m["val_accuracy"] = float(cm["accuracy"])
-        m["val_macro_f1"] = float(cm["macro_f1"])
-    reg = [t for t in tasks if t != GENRE_TASK]
-    if reg:
-        rm = regression_metrics({t: val.labels[t] for t in reg},
-                                {t: val.values[t] for t in reg})
-        m["val_loss"] = float(rm["mse_mean"])
-        for t in reg:
-            m[f"val_spearman_{t}"] = float(rm["per_target"][t]["spearman"])
-        m["val_spearman_mean"] = float(rm["spearman_mean"])
-    return m

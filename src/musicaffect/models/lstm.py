@@ -9,7 +9,7 @@ own length); it gives the same outputs and exports with dynamic batch and time a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -51,6 +51,9 @@ class LSTMConfig:
     dropout: float = 0.2
     pooling: Literal["last", "mean"] = "last"
     impl: Literal["auto", "packed", "padded"] = "auto"
+
+    #: parameters that change speed, never outputs (see ``registry.speed_only_params``)
+    speed_only: ClassVar[tuple[str, ...]] = ("impl",)
 
     def __post_init__(self):
         if self.hidden_size < 1 or self.num_layers < 1:

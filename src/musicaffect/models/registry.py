@@ -69,6 +69,22 @@ def _lookup(name: str) -> tuple[type[nn.Module], type]:
     return _BACKBONES[name]
 
 
+def speed_only_params(name: str) -> frozenset[str]:
+    """The parameters of model ``name`` that change speed, never outputs or weights (a
+    backbone's config declares them in a ``speed_only`` class attribute, e.g. the LSTM's
+    ``impl``); empty for an unknown name."""
+    entry = _BACKBONES.get(name) if isinstance(name, str) else None
+    return frozenset(getattr(entry[1], "speed_only", ())) if entry else frozenset()
+
+
+def architecture_params(name: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The parameters that decide a backbone's weights: ``params`` without the wrapper
+    options (head dropout, masking) and the backbone's speed-only parameters. Two models
+    whose architecture parameters are equal can exchange backbone weights."""
+    drop = set(WRAPPER_PARAMS) | speed_only_params(name)
+    return {k: v for k, v in dict(params or {}).items() if k not in drop}
+
+
 def model_defaults(name: str) -> dict[str, Any]:
     """Default parameters of a registered model (backbone fields + wrapper options)."""
     _, config_cls = _lookup(name)

@@ -217,15 +217,16 @@ def _read_sidecar(path: Path, audio_dir: Path, key: dict[str, Any]) -> list[Clip
 def _write_wav(path: Path, y: np.ndarray, sr: int) -> None:
     import soundfile as sf
 
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.wav")
-    sf.write(tmp, y, sr, subtype="PCM_16")
-    os.replace(tmp, path)
+    from musicaffect.io import atomic_open
+
+    with atomic_open(path) as f:
+        sf.write(f, y, sr, subtype="PCM_16", format="WAV")
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from musicaffect.io import atomic_write
+
+    atomic_write(path, text)
 
 
 def _render_task(work: Work, windows: int, audio_dir: str, options: dict[str, Any]

@@ -5,7 +5,7 @@ several GPUs or nodes, or several CPU processes with gloo); this module only kno
 run: data split, model from the registry, loss, early stopping, checkpoints, logs.
 
 Reproducibility: one seed drives the model initialisation and, through
-:class:`EpochBatchSampler`, the order of batches of every epoch (a pure function of
+:class:`~musicaffect.data.loading.EpochBatchSampler`, the order of batches of every epoch (a pure function of
 ``(seed, epoch)``). ``last.pt`` holds the optimizer, loss and RNG state at the end of each
 epoch, so ``resume`` continues an interrupted run and ends with the same weights as an
 uninterrupted one (on the CPU). The recipe options keep this: excerpt windows
@@ -20,162 +20,31 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler, Subset
 
 from musicaffect.config import RunConfig
 from musicaffect.data.labels import CLASSES, GENRE_TASK
-from musicaffect.errors import CheckpointError, ConfigError, DataError, RunError
-from musicaffect.training.checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from musicaffect.data.loading import (
+    EpochBatchSampler,
+    RunData,
+    make_loader,
+    prepare_data,
+    task_sizes,
+)
+from musicaffect.errors import CheckpointError, DataError, RunError
+from musicaffect.evaluation.inference import outputs_metrics, predict_outputs, window_options
+from musicaffect.features.params import root_feature_params
+from musicaffect.io import atomic_open
+from musicaffect.models.checkpoint import atomic_save, load_checkpoint, make_checkpoint
 
 log = logging.getLogger(__name__)
 
 MINIMISE = {"val_loss"}
-
-
-# --------------------------------------------------------------------------- data
-
-class EpochBatchSampler(Sampler[list[int]]):
-    """Batches of dataset indices; the order is a pure function of ``(seed, epoch)``.
-
-    With ``world > 1`` every global batch of ``batch_size * world`` indices is dealt out
-    round-robin (rank ``r`` takes positions ``r, r + world, ...``), so a DDP run with
-    ``batch_size`` per process sees, per step, exactly the clips of the single-process run
-    with ``batch_size * world``. Incomplete global batches are dropped when ``world > 1``
-    (every rank must take the same number of steps).
-
-    With ``weights`` (one per index, class-balanced sampling), each epoch draws
-    ``len(indices)`` indices with replacement with these probabilities instead of a
-    permutation; still a pure function of ``(seed, epoch)``.
-    """
-
-    def __init__(self, indices, *, batch_size: int, seed: int, shuffle: bool = True,
-                 rank: int = 0, world: int = 1, max_batches: int | None = None,
-                 weights=None):
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.weights = None
-        if weights is not None:
-            w = np.asarray(weights, dtype=np.float64)
-            if w.shape != self.indices.shape or (w < 0).any() or w.sum() <= 0:
-                raise ValueError("sampling weights must be >= 0, one per index, not all 0")
-            self.weights = w / w.sum()
-        self.batch_size = batch_size
-        self.seed = seed
-        self.shuffle = shuffle
-        self.rank = rank
-        self.world = world
-        self.max_batches = max_batches
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _global_batches(self) -> list[np.ndarray]:
-        order = self.indices
-        if self.shuffle and self.weights is not None:
-            order = np.random.default_rng([self.seed, self.epoch]).choice(
-                order, size=order.size, replace=True, p=self.weights)
-        elif self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(order)
-        g = self.batch_size * self.world
-        batches = [order[i:i + g] for i in range(0, len(order), g)]
-        if self.world > 1 and batches and len(batches[-1]) < g:
-            batches = batches[:-1]
-        if self.max_batches is not None:
-            batches = batches[:self.max_batches]
-        return batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for gb in self._global_batches():
-            yield gb[self.rank::self.world].tolist()
-
-    def __len__(self) -> int:
-        return len(self._global_batches())
-
-
-@dataclass
-class RunData:
-    """The datasets of a run: train/validation subsets of one labelled folder."""
-
-    dataset: object                 # SpectrogramDataset over the whole train split
-    train_idx: np.ndarray
-    val_idx: np.ndarray
-    n_features: int
-    tasks: list[str]
-    info: dict = field(default_factory=dict)
-    vocab: object = None            # musicaffect.data.vocab.Vocabulary of the data root
-
-    @property
-    def train(self) -> Subset:
-        return Subset(self.dataset, self.train_idx.tolist())
-
-    @property
-    def val(self) -> Subset:
-        return Subset(self.dataset, self.val_idx.tolist())
-
-
-def task_sizes(tasks: list[str], classes=CLASSES) -> dict[str, int]:
-    """Output size of each task's head (genre: number of the data's classes; regression: 1)."""
-    return {t: (len(classes) if t == GENRE_TASK else 1) for t in tasks}
-
-
-def prepare_data(cfg: RunConfig, data_root: str | Path) -> RunData:
-    """Index the run's training folder and split it into train/validation (seeded)."""
-    from musicaffect.data.dataset import SpectrogramDataset
-    from musicaffect.data.splits import train_val_split
-    from musicaffect.data.vocab import load_groups, load_vocabulary
-
-    d = cfg.data
-    vocab = load_vocabulary(data_root, genre_map=getattr(d, "genre_map", None))
-    ds = SpectrogramDataset(data_root, dataset=d.dataset, rate=d.rate, split="train",
-                            view=d.view, tasks=tuple(d.tasks), cache_dir=d.cache_dir,
-                            use_cache=d.use_cache, skip_bad=d.skip_bad, vocab=vocab)
-    n = len(ds)
-    if n < 2:
-        raise DataError(f"the training split has {n} usable clip(s); at least 2 are needed "
-                        "(check the label file and --skip-bad warnings)",
-                        path=Path(data_root))
-    if cfg.loss.bounded:
-        for t in ds.tasks:
-            lo, hi = vocab.ranges.get(t, (0.0, 1.0))
-            if t != GENRE_TASK and (lo < 0.0 or hi > 1.0):
-                raise ConfigError(f"loss.bounded squashes outputs into [0, 1], but target {t} "
-                                  f"spans [{lo:g}, {hi:g}] in this data: set loss.bounded=false "
-                                  "or rescale the labels to [0, 1]")
-    stratify = ds.labels(GENRE_TASK) if (d.stratify and GENRE_TASK in ds.tasks) else None
-    # clips of one group (song, artist, source file) stay on one side of the split
-    by_id = load_groups(data_root, vocab)
-    groups = np.array([by_id.get(r.id, f"\0{r.id}") for r in ds.records]) if by_id else None
-    train_idx, val_idx = train_val_split(n, val_fraction=d.val_fraction, seed=d.split_seed,
-                                         stratify=stratify, groups=groups)
-    if len(train_idx) == 0 or len(val_idx) == 0:
-        raise DataError(f"the train/validation split of {n} clips left an empty side; "
-                        "add clips or change data.val_fraction", path=Path(data_root))
-    info = {"dataset": d.dataset, "rate": d.rate, "view": d.view, "n_features": ds.n_features,
-            "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
-            "data_root": str(data_root), "grouped_split": groups is not None}
-    return RunData(ds, np.asarray(train_idx), np.asarray(val_idx), ds.n_features,
-                   list(ds.tasks), info, vocab)
-
-
-def make_loader(dataset, sampler: Sampler | None, *, batch_size: int = 32,
-                num_workers: int = 0, max_length: int | None = None) -> DataLoader:
-    """DataLoader with the project's collate (per-batch padding, true lengths)."""
-    from functools import partial
-
-    from musicaffect.data.dataset import collate
-
-    fn = partial(collate, max_length=max_length)
-    if sampler is not None:
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=fn,
-                          num_workers=num_workers, persistent_workers=False)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=fn,
-                      num_workers=num_workers)
 
 
 # --------------------------------------------------------------------------- model / optim
@@ -230,15 +99,12 @@ def transfer_backbone(model, checkpoint: str | Path, *, n_features: int, vocab=N
             f"{src['path']}: its model reads {margs['n_features']} features per frame but this "
             f"run's view has {n_features}; transfer from a run on the same view "
             f"(it was trained on view={src['data'].get('view')}, rate={src['data'].get('rate')})")
-    from musicaffect.models.registry import WRAPPER_PARAMS
+    from musicaffect.models.registry import architecture_params
 
     mine = model.model_args()
-
-    def arch(params: dict) -> dict:
-        # wrapper options (head dropout, masking) and the LSTM's impl may differ
-        return {k: v for k, v in params.items() if k not in WRAPPER_PARAMS and k != "impl"}
-
-    if margs["name"] != mine["name"] or arch(margs["params"]) != arch(mine["params"]):
+    # wrapper options (head dropout, masking) and speed-only options may differ
+    if margs["name"] != mine["name"] or (architecture_params(margs["name"], margs["params"])
+                                         != architecture_params(mine["name"], mine["params"])):
         raise CheckpointError(
             f"{src['path']}: backbone {margs['name']} {margs['params']} does not match this run's "
             f"model {mine['name']} {mine['params']}; use the same model.name and model.params")
@@ -307,122 +173,6 @@ def lr_factor(epoch: int, *, epochs: int, schedule: str, warmup: int = 0) -> flo
 
 # --------------------------------------------------------------------------- evaluation
 
-def window_options(cfg: RunConfig) -> dict:
-    """The keyword arguments of :func:`predict_outputs` a run's config asks for (excerpt
-    windows and the regression output transform): ``predict_outputs(model, loader,
-    **window_options(cfg))``."""
-    return {"chunk_frames": cfg.data.chunk_frames, "chunk_hop": cfg.data.chunk_hop,
-            "bounded": cfg.loss.bounded}
-
-
-@torch.no_grad()
-def predict_outputs(model, loader, *, device=None, fabric=None, chunk_frames: int | None = None,
-                    chunk_hop: int | None = None, bounded: bool = False
-                    ) -> dict[str, np.ndarray]:
-    """Model outputs for every clip of a loader, keyed by task, plus ``ids`` and labels.
-
-    Returns ``{"ids": [...], "out:<task>": (N, C) or (N,), "y:<task>": (N,)}``.
-
-    Without ``chunk_frames`` the model sees each whole clip and ``out:<task>`` is its raw
-    output (logits, regression values before the output transform).
-
-    With ``chunk_frames`` (a model trained on excerpts), every clip is cut into evenly
-    spaced windows of that many frames (hop ``chunk_hop``, default half a window; a clip
-    not longer than a window is one window, see :mod:`musicaffect.data.windows`) and the
-    clip's prediction is the mean over its windows of the *predictions*: class
-    probabilities (softmax, then mean) and regression values (after the output transform:
-    sigmoid when ``bounded``, then mean). So that every consumer of raw outputs keeps
-    working, they are returned on the raw scale: ``out:<classification task>`` holds the
-    **log** of the mean probabilities (softmax of it = the mean probabilities; argmax and the
-    cross-entropy stay valid), ``out:<regression task>`` the mean value (its logit when
-    ``bounded``, so ``sigmoid`` gives the mean back). ``windows`` (N,) then gives the number
-    of windows of each clip.
-    """
-    from musicaffect.data.windows import mean_by_clip, plan_windows
-
-    model.eval()
-    outs: dict[str, list] = {}
-    ids: list[str] = []
-    n_windows: list[np.ndarray] = []
-    for batch in loader:
-        x, lengths = batch["x"], batch["lengths"]
-        if fabric is not None:
-            x = fabric.to_device(x)
-        elif device is not None:
-            x = x.to(device)
-        if chunk_frames is None:
-            out = {k: v.float().cpu().numpy() for k, v in model(x, lengths).items()
-                   if k != "embedding"}
-        else:
-            owner, starts, wlen = plan_windows(lengths.tolist(), chunk_frames, chunk_hop)
-            win = int(wlen.max())
-            # (W, win) frame indices (clamped: steps past a short clip's end are padding)
-            steps = torch.as_tensor(starts)[:, None] + torch.arange(win)[None, :]
-            steps = steps.clamp(max=x.shape[1] - 1).to(x.device)
-            rows = torch.as_tensor(owner).to(x.device)[:, None]
-            per_window: dict[str, list] = {}
-            # about as many frames per forward pass as the loader's batch holds
-            step = max(1, (x.shape[0] * x.shape[1]) // win)
-            for a in range(0, len(owner), step):
-                xw = x[rows[a:a + step], steps[a:a + step]]              # (w, win, F)
-                lw = torch.as_tensor(wlen[a:a + step])
-                for k, v in model(xw, lw).items():
-                    if k != "embedding":
-                        per_window.setdefault(k, []).append(v.float().cpu())
-            out = {}
-            for k, parts in per_window.items():
-                v = torch.cat(parts)
-                if v.ndim == 2:        # classification: mean probabilities, returned as log
-                    p = mean_by_clip(torch.softmax(v, dim=-1).numpy(), owner, x.shape[0])
-                    out[k] = np.log(np.maximum(p, 1e-12)).astype(np.float32)
-                elif bounded:          # bounded regression: mean of sigmoids, as its logit
-                    p = mean_by_clip(torch.sigmoid(v).numpy(), owner, x.shape[0])
-                    p = np.clip(p, 1e-7, 1.0 - 1e-7)
-                    out[k] = np.log(p / (1.0 - p)).astype(np.float32)
-                else:
-                    out[k] = mean_by_clip(v.numpy(), owner, x.shape[0]).astype(np.float32)
-            n_windows.append(np.bincount(owner, minlength=x.shape[0]))
-        for k, v in out.items():
-            outs.setdefault(f"out:{k}", []).append(v)
-        for k, v in batch["y"].items():
-            outs.setdefault(f"y:{k}", []).append(v.cpu().numpy())
-        ids.extend(batch["ids"])
-    res = {k: np.concatenate(v) for k, v in outs.items()}
-    res["ids"] = ids
-    if n_windows:
-        res["windows"] = np.concatenate(n_windows)
-    return res
-
-
-def outputs_metrics(res: dict, tasks: list[str], *, bounded: bool,
-                    classes=None) -> dict[str, float]:
-    """Validation metrics from :func:`predict_outputs`: accuracy / macro-F1 or Spearman."""
-    from musicaffect.evaluation.metrics import classification_metrics, regression_metrics
-    from musicaffect.training.losses import predict_transform
-
-    m: dict[str, float] = {}
-    if GENRE_TASK in tasks:
-        out, y = res[f"out:{GENRE_TASK}"], res[f"y:{GENRE_TASK}"]
-        keep = y >= 0                     # -100: a clip without genre (joint training)
-        names = classes if classes is not None else CLASSES
-        if len(names) != out.shape[1]:
-            names = [f"class {i}" for i in range(out.shape[1])]
-        if keep.any():
-            cm = classification_metrics(y[keep], out[keep].argmax(axis=1), classes=names)
-            m["accuracy"] = float(cm["accuracy"])
-            m["macro_f1"] = float(cm["macro_f1"])
-    reg = [t for t in tasks if t != GENRE_TASK]
-    if reg:
-        y_true = {t: res[f"y:{t}"] for t in reg}
-        y_pred = {t: np.asarray(predict_transform(t, torch.as_tensor(res[f"out:{t}"]), bounded))
-                  for t in reg}
-        rm = regression_metrics(y_true, y_pred)
-        for t in reg:
-            m[f"spearman_{t}"] = float(rm["per_target"][t]["spearman"])
-        m["spearman_mean"] = float(rm["spearman_mean"])
-    return m
-
-
 # --------------------------------------------------------------------------- fabric
 
 def make_fabric(cfg: RunConfig):
@@ -440,31 +190,6 @@ def make_fabric(cfg: RunConfig):
             precision = "32-true"
     return Fabric(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
                   strategy=t.strategy, precision=precision)
-
-
-def keep_heap() -> bool:
-    """Ask glibc's allocator to keep freed memory instead of returning it to the OS.
-
-    A full-rate batch's activations are hundreds of MB; by default glibc maps them fresh at
-    every step (the kernel zeroes every page) and unmaps them after, which costs about half of
-    a CPU training step of the lab CNN (bench/README.md). Raising the mmap and trim
-    thresholds keeps the pages for reuse, at the price of a higher resident peak. Linux/glibc
-    only; returns False where it does not apply.
-    """
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):   # not glibc (e.g. musl): nothing to tune
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    big = 2**31 - 1
-    return bool(mallopt(M_MMAP_THRESHOLD, big)) and bool(mallopt(M_TRIM_THRESHOLD, big))
 
 
 def _share_cpu_threads(fabric, num_nodes: int) -> None:
@@ -487,6 +212,65 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool,
 
 
 # --------------------------------------------------------------------------- the loop
+
+@dataclass
+class EarlyStopping:
+    """The best validation score so far, its epoch, and the epochs since it improved.
+
+    ``patience`` 0 never stops. ``last.pt`` keeps the state as a plain dict
+    (:meth:`to_dict` / :meth:`from_dict`: keys ``best``, ``best_epoch``, ``bad_epochs``).
+    """
+
+    minimise: bool
+    patience: int = 0
+    best: float | None = None
+    best_epoch: int = -1
+    bad_epochs: int = 0
+
+    def update(self, score: float, epoch: int) -> bool:
+        """Record an epoch's score; returns whether it is the best so far."""
+        improved = self.best is None or (score < self.best if self.minimise
+                                         else score > self.best)
+        if improved:
+            self.best, self.best_epoch, self.bad_epochs = score, epoch, 0
+        else:
+            self.bad_epochs += 1
+        return improved
+
+    @property
+    def should_stop(self) -> bool:
+        return bool(self.patience) and self.bad_epochs >= self.patience
+
+    def to_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+
+    @classmethod
+    def from_dict(cls, state: dict, *, minimise: bool, patience: int = 0) -> EarlyStopping:
+        return cls(minimise, patience, state.get("best"), int(state.get("best_epoch", -1)),
+                   int(state.get("bad_epochs", 0)))
+
+
+def train_step(model, optimizer, loss_fn, batch: dict, fabric, *, grad_clip: float = 0.0,
+               augment: Callable | None = None) -> torch.Tensor:
+    """One optimisation step on one collated batch; returns the (detached) loss.
+
+    ``augment(x, lengths, y) -> (x, lengths, y)`` transforms the batch on the device before
+    the forward pass (mixup); ``grad_clip`` > 0 clips the gradient norm.
+    """
+    x = fabric.to_device(batch["x"])
+    y = {k: fabric.to_device(v) for k, v in batch["y"].items()}
+    lengths = batch["lengths"]
+    if augment is not None:
+        x, lengths, y = augment(x, lengths, y)
+    out = model(x, lengths)
+    loss, _ = loss_fn(out, y)
+    optimizer.zero_grad(set_to_none=True)
+    fabric.backward(loss)
+    if grad_clip:
+        fabric.clip_gradients(model, optimizer, max_norm=grad_clip)
+    optimizer.step()
+    return loss.detach()
+
 
 @dataclass
 class FitResult:
@@ -535,7 +319,7 @@ def _fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: 
     """
     if cfg.model.name in ("classical", "ensemble"):   # no network: no Fabric, no epochs
         from musicaffect.ensemble import fit_ensemble
-        from musicaffect.models.classical import fit_classical
+        from musicaffect.training.classical import fit_classical
 
         other = fit_classical if cfg.model.name == "classical" else fit_ensemble
         return other(cfg, data_root, run_dir, resume=resume, overwrite=overwrite,
@@ -547,7 +331,6 @@ def _fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: 
 
     run_dir = Path(run_dir)
     cfg.validate()
-    keep_heap()
     fabric = make_fabric(cfg)
     fabric.launch()
     _share_cpu_threads(fabric, cfg.train.num_nodes)
@@ -560,6 +343,8 @@ def _fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: 
     fabric.seed_everything(cfg.seed, workers=True, verbose=False)
 
     data = _prepare_data_ranked(fabric, cfg, data_root)
+    # the parameters the data's features were made with travel with the model (predict)
+    feature_params = root_feature_params(data_root).to_dict()
     model = build_run_model(cfg, data)
     lc = cfg.loss
     class_weights, sample_weights = _balance(cfg, data, model)
@@ -571,7 +356,8 @@ def _fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: 
 
     history: list[dict] = []
     start_epoch = 0
-    early = {"best": None, "best_epoch": -1, "bad_epochs": 0}
+    monitor = cfg.train.monitor
+    early = EarlyStopping(monitor in MINIMISE, cfg.train.patience)
     if has_last:
         last = load_checkpoint(run_dir, which="last")
         check_resume(run_dir, cfg, model, last)
@@ -584,7 +370,8 @@ def _fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: 
                                   f"{str(err).splitlines()[0]}); start again with "
                                   "--overwrite or another --out") from None
         history = list(last["history"])
-        early = dict(last["early"])
+        early = EarlyStopping.from_dict(last["early"], minimise=early.minimise,
+                                        patience=cfg.train.patience)
         start_epoch = int(last["epoch"]) + 1
         torch.set_rng_state(last["rng"]["torch"])
         log.info("resuming %s from epoch %d", run_dir, start_epoch)
@@ -616,8 +403,6 @@ def _fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: 
                                max_length=cfg.data.max_length)
     val_loader = make_loader(data.val, None, batch_size=cfg.train.batch_size,
                              num_workers=cfg.data.num_workers, max_length=cfg.data.max_length)
-    monitor = cfg.train.monitor
-    minimise = monitor in MINIMISE
     writer = _tensorboard(run_dir) if rank0 else None
     if claim is not None:   # the event file is reopened where a replacement run moves to
         claim.before_swap.append(writer.close)
@@ -645,7 +430,7 @@ def _fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: 
     for epoch in range(start_epoch, cfg.train.epochs):
         if stop_after is not None and epochs_run >= stop_after:
             break
-        if cfg.train.patience and early["bad_epochs"] >= cfg.train.patience:
+        if early.should_stop:
             stopped_early = True
             break
         t0 = time.perf_counter()
@@ -661,25 +446,12 @@ def _fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: 
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False,
                    disable=not (progress and rank0), unit="batch")
         for b, batch in enumerate(bar):
-            x = fabric.to_device(batch["x"])
-            y = {k: fabric.to_device(v) for k, v in batch["y"].items()}
-            lengths = batch["lengths"]
-            if cfg.train.mixup > 0:
-                from musicaffect.training.recipe import mixup_batch
-
-                x, lengths, y, _ = mixup_batch(
-                    x, lengths, y, alpha=cfg.train.mixup, n_classes=head_sizes,
-                    seed=cfg.seed, epoch=epoch, batch=b)
-            out = model(x, lengths)
-            loss, _ = loss_fn(out, y)
-            optimizer.zero_grad(set_to_none=True)
-            fabric.backward(loss)
-            if cfg.train.grad_clip:
-                fabric.clip_gradients(model, optimizer, max_norm=cfg.train.grad_clip)
-            optimizer.step()
+            augment = _mixup(cfg, head_sizes, epoch, b) if cfg.train.mixup > 0 else None
+            loss = train_step(model, optimizer, loss_fn, batch, fabric,
+                              grad_clip=cfg.train.grad_clip, augment=augment)
             if ema is not None:
                 ema.update(raw_model)
-            total += float(loss.detach()) * len(batch["ids"])
+            total += float(loss) * len(batch["ids"])
             count += len(batch["ids"])
             bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
         if count == 0:
@@ -698,25 +470,19 @@ def _fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: 
         if cfg.loss.learn_weights:
             metrics.update({f"w_{k}": v for k, v in loss_fn.current_weights().items()})
         history.append(metrics)
-        score = metrics[monitor]
-        improved = early["best"] is None or (score < early["best"] if minimise
-                                             else score > early["best"])
-        if improved:
-            early.update(best=score, best_epoch=epoch, bad_epochs=0)
-        else:
-            early["bad_epochs"] += 1
+        improved = early.update(metrics[monitor], epoch)
         if rank0:
             ckpt_args = dict(classes=data.vocab.classes, epoch=epoch,
                              metrics=_numeric(metrics), data_info=data.info,
                              targets=[t for t in data.tasks if t != GENRE_TASK],
-                             vocab=data.vocab.to_dict())
+                             vocab=data.vocab.to_dict(), feature_params=feature_params)
             if improved:
                 atomic_save(make_checkpoint(best_source, cfg.to_dict(), **ckpt_args),
                             run_dir / "checkpoints" / "best.pt")
             extra = {"ema": ema.state_dict()} if ema is not None else {}
             atomic_save(make_checkpoint(
                 raw_model, cfg.to_dict(), **ckpt_args, optimizer=optimizer.state_dict(),
-                loss_state=loss_fn.state_dict(), history=history, early=early,
+                loss_state=loss_fn.state_dict(), history=history, early=early.to_dict(),
                 rng={"torch": torch.get_rng_state()}, **extra),
                 run_dir / "checkpoints" / "last.pt")
             _write_csv(history, run_dir / "metrics.csv")
@@ -728,20 +494,33 @@ def _fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: 
         fabric.barrier()
         epochs_run += 1
     else:
-        if cfg.train.patience and early["bad_epochs"] >= cfg.train.patience:
+        if early.should_stop:
             stopped_early = True
 
     if writer is not None:
         writer.close()
     if claim is not None and not claim.committed:   # no epoch ran: leave nothing behind
         claim.abort()
-    best_metrics = next((h for h in history if h["epoch"] == early["best_epoch"]), {})
-    result = FitResult(run_dir, int(early["best_epoch"]), float(early["best"] or 0.0), monitor,
+    best_metrics = next((h for h in history if h["epoch"] == early.best_epoch), {})
+    result = FitResult(run_dir, int(early.best_epoch), float(early.best or 0.0), monitor,
                        history, stopped_early, best_metrics, time.perf_counter() - t_start)
     if rank0 and history:
         _write_summary(result)
         _save_curves(history, run_dir)
     return result
+
+
+def _mixup(cfg: RunConfig, head_sizes: dict, epoch: int, batch: int) -> Callable:
+    """The batch transform of ``train.mixup`` for one batch (pure in seed, epoch, batch)."""
+    from musicaffect.training.recipe import mixup_batch
+
+    def augment(x, lengths, y):
+        x, lengths, y, _ = mixup_batch(x, lengths, y, alpha=cfg.train.mixup,
+                                       n_classes=head_sizes, seed=cfg.seed, epoch=epoch,
+                                       batch=batch)
+        return x, lengths, y
+
+    return augment
 
 
 def _balance(cfg: RunConfig, data: RunData, model) -> tuple:
@@ -801,12 +580,10 @@ def _write_csv(history: list[dict], path: Path) -> None:
     keys: list[str] = []
     for h in history:
         keys.extend(k for k in h if k not in keys)
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(history)
-    tmp.replace(path)
 
 
 def _write_summary(result: FitResult) -> None:
@@ -884,7 +661,6 @@ def overfit(cfg: RunConfig, data_root: str | Path, *, progress: bool = True) -> 
 
     from musicaffect.training.losses import build_loss
 
-    keep_heap()
     fabric = make_fabric(cfg)
     fabric.launch()
     fabric.seed_everything(cfg.seed, verbose=False)
@@ -908,12 +684,7 @@ def overfit(cfg: RunConfig, data_root: str | Path, *, progress: bool = True) -> 
         model.train()
         total = 0.0
         for batch in batches:
-            out = model(fabric.to_device(batch["x"]), batch["lengths"])
-            loss, _ = loss_fn(out, {t: fabric.to_device(v) for t, v in batch["y"].items()})
-            optimizer.zero_grad(set_to_none=True)
-            fabric.backward(loss)
-            optimizer.step()
-            total += float(loss.detach())
+            total += float(train_step(model, optimizer, loss_fn, batch, fabric))
         losses.append(total / len(batches))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if losses[-1] < cfg.train.overfit_loss:

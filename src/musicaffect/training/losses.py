@@ -2,7 +2,7 @@
 
 Models return raw outputs (logits, unbounded regression values); every non-linearity that a
 loss needs (softmax inside cross-entropy, the sigmoid of a *bounded* regression head) lives
-here and in :func:`predict_transform`, never in a model's ``forward``.
+here and in :func:`musicaffect.evaluation.inference.predict_transform`, never in a model's ``forward``.
 
 Rank-aware term
 ---------------
@@ -31,7 +31,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from scipy.special import expit
 from torch import nn
 from torch.nn import functional as F
 
@@ -44,7 +43,6 @@ __all__ = [
     "TaskLoss",
     "balanced_class_weights",
     "build_loss",
-    "predict_transform",
     "soft_rank",
     "soft_spearman_loss",
 ]
@@ -124,7 +122,8 @@ class TaskLoss(nn.Module):
         outputs (B,) or (B, 1) with float targets (B,); NaN targets are ignored.
     bounded : bool
         Regression only: pass the raw output through a sigmoid before the loss (targets are
-        in [0, 1]). Use the same flag in :func:`predict_transform`.
+        in [0, 1]). Use the same flag in
+        :func:`musicaffect.evaluation.inference.predict_transform`.
     rank_weight : float >= 0
         Regression only: weight of :func:`soft_spearman_loss` added to the pointwise loss.
     label_smoothing : float in [0, 1)
@@ -393,35 +392,3 @@ def balanced_class_weights(labels, n_classes: int) -> np.ndarray:
     w = np.zeros(n_classes)
     w[present] = labels.size / (present.sum() * counts[present])
     return w.astype(np.float32)
-
-
-def predict_transform(task: str, output, bounded: bool = False):
-    """Turn a raw model output into a prediction on the task's scale.
-
-    Parameters
-    ----------
-    task : str
-        ``"genre"`` or a regression target.
-    output : torch.Tensor or np.ndarray [shape=(B, C) for genre, (B,) otherwise]
-        Raw model output.
-    bounded : bool
-        Whether the regression head was trained with ``bounded=True``.
-
-    Returns
-    -------
-    prediction : same type and shape as ``output``
-        Softmax class probabilities for genre; sigmoid of the output for a bounded
-        regression head; the output unchanged otherwise.
-    """
-    is_tensor = isinstance(output, torch.Tensor)
-    if task == GENRE_TASK:
-        if is_tensor:
-            return torch.softmax(output.float(), dim=-1)
-        z = np.asarray(output, dtype=np.float64)
-        z = np.exp(z - z.max(axis=-1, keepdims=True))
-        return z / z.sum(axis=-1, keepdims=True)
-    if not bounded:
-        return output
-    if is_tensor:
-        return torch.sigmoid(output.float())
-    return expit(np.asarray(output, dtype=np.float64))

@@ -240,6 +240,7 @@ def check_resume(run_dir: Path, cfg, model, last: dict) -> None:
     """Refuse to resume ``last`` with a config or model that differs from the saved one."""
     from musicaffect.config import config_from_dict
     from musicaffect.errors import MusicAffectError
+    from musicaffect.models.registry import speed_only_params
 
     saved = last.get("config") or {}
     try:
@@ -251,8 +252,9 @@ def check_resume(run_dir: Path, cfg, model, last: dict) -> None:
         # same config, other model (defaults changed between versions, other data view ...)
         theirs = dict(last.get("model") or {})
         mine = model.model_args()
-        for d in (theirs, mine):
-            d["params"] = {k: v for k, v in dict(d.get("params") or {}).items() if k != "impl"}
+        for d in (theirs, mine):   # speed-only parameters (the LSTM's impl) may differ
+            free = speed_only_params(d.get("name"))
+            d["params"] = {k: v for k, v in dict(d.get("params") or {}).items() if k not in free}
         diff = [f"model (checkpoint) {d}" for d in config_differences(theirs, mine, free=())]
     if diff:
         shown = "\n  ".join(diff)

@@ -11,6 +11,9 @@ A checkpoint is a plain dict of tensors and Python primitives:
   the model's heads; ``kinds``: target -> "binary" | "continuous"; ``vocab``: the data root's
   whole label vocabulary (:class:`musicaffect.data.vocab.Vocabulary` as a dict); ``epoch``;
   ``metrics``. Checkpoints without ``vocab`` are read with the lab's vocabulary.
+- ``feature_params``: the :class:`~musicaffect.features.params.FeatureParams` the data was
+  made with (the data root's ``feature_params.json``, else the dataset's recipe), as a
+  dict; ``predict`` computes features with them. Checkpoints without it get the recipe.
 - resume-only keys in ``last.pt``: ``optimizer``, ``loss_state``, ``scheduler``, ``early``,
   ``history``, ``rng``
 """
@@ -18,7 +21,6 @@ A checkpoint is a plain dict of tensors and Python primitives:
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +33,10 @@ FORMAT = "musicaffect/1"
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from musicaffect.io import atomic_open
+
+    with atomic_open(path, fsync=True) as f:   # a checkpoint survives a power cut
+        torch.save(obj, f)
 
 
 def resolve_checkpoint(path: str | os.PathLike, *, which: str = "best") -> Path:
