@@ -119,9 +119,12 @@ def test_lab_report_has_every_step(lab_out, sample_root):
     assert [r["experiment"] for r in genre["rows"]][:5] == [
         "lstm-full-mel", "lstm-beat-mel", "lstm-beat-chroma", "lstm-beat-fused", "cnn-full-mel"]
     assert genre["rows"][0]["ref_accuracy"] == 0.31 and genre["synthetic"]
-    # the classical baseline and its ensemble with best-genre are rows of the table
-    assert {"classical-logreg", "ensemble-genre"} <= {r["experiment"] for r in genre["rows"]}
-    assert (Path(genre["runs"]["ensemble-genre"]) / "ensemble.json").is_file()
+    # the classical baseline, the chunk CNN and the ensembles are rows of the table; the
+    # default (best-genre) is the ensemble of the chunk CNN and the logistic regression
+    assert {"classical-logreg", "chunk-cnn-genre", "ensemble-genre",
+            "best-genre"} <= {r["experiment"] for r in genre["rows"]}
+    for name in ("ensemble-genre", "best-genre"):
+        assert (Path(genre["runs"][name]) / "ensemble.json").is_file()
 
 
 @pytest.mark.slow

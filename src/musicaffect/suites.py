@@ -61,11 +61,14 @@ GENRE_SUITE: dict[str, tuple[str, str, float | None, float | None]] = {
     "lstm-beat-chroma": ("LSTM", "beat chroma", 0.21, 0.09),
     "lstm-beat-fused": ("LSTM", "beat fused", 0.33, 0.26),
     "cnn-full-mel": ("CNN", "full mel", 0.31, 0.27),
-    "best-genre": ("musicaffect residual CNN", "full mel", 0.45, 0.39),
+    "rescnn-genre": ("residual CNN", "full mel", None, None),
+    "chunk-cnn-genre": ("short-chunk CNN on 3 s excerpts", "full mel", None, None),
     "classical-logreg": ("classical: logistic regression", "full fused statistics", None,
                          None),
-    "ensemble-genre": ("ensemble: best-genre + classical-logreg", "mel + fused statistics",
-                       None, None),
+    "ensemble-genre": ("ensemble: residual CNN + logistic regression",
+                       "mel + fused statistics", None, None),
+    "best-genre": ("musicaffect best (ensemble: short-chunk CNN + logistic regression)",
+                   "mel excerpts + fused statistics", 0.45, 0.39),
 }
 GENRE_REFERENCE_NOTE = ("reference = origin report (LSTM/CNN rows) and best public student CNN "
                         "(musicaffect row), 575-clip real test set (LAB.md)")
