@@ -31,7 +31,7 @@ demo: setup
 	$(BIN)/musicaffect lab --sample $(DEMO)/sample-data --out $(DEMO) --budget quick
 
 lint: setup
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench tools
 
 # everything but the GPU tests (under 10 minutes on 2 cores); test-fast skips the slow ones
 test: lint
