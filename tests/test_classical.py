@@ -191,3 +191,10 @@ def test_ensemble_members_take_the_runs_data_and_budget_settings():
     assert member.model.name == "cnn_short" and member.data.chunk_frames == 128   # its own
     # nothing set: the members keep their presets' settings (no genre default leaks in)
     assert "tasks" not in member_overrides(load_config("ensemble-chunk-genre")).get("data", {})
+
+
+def test_ensemble_presets_refuse_distributed_training(sample_root, tmp_path, capsys):
+    assert main(["train", sample_root, "--preset", "best-genre", "--out", str(tmp_path / "e"),
+                 "--devices", "2"]) == 2
+    assert "musicaffect ensemble" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()

@@ -56,7 +56,7 @@ MEMBER_KEYS = (
     "seed", "data.tasks", "data.genre_map", "data.split_seed", "data.val_fraction",
     "data.max_length", "data.cache_dir", "data.use_cache", "data.skip_bad", "data.num_workers",
     "train.epochs", "train.patience", "train.max_batches_per_epoch", "train.accelerator",
-    "train.devices", "train.num_nodes", "train.strategy", "train.precision",
+    "train.precision",
 )
 
 
@@ -124,6 +124,13 @@ def fit_ensemble(cfg, data_root, run_dir, *, resume: bool = False, overwrite: bo
     from musicaffect.training.rundir import plan_run_dir, write_run
 
     ensemble_params(cfg.model.params)   # validate before touching the folder
+    t = cfg.train
+    if t.devices > 1 or t.num_nodes > 1 or t.strategy not in ("auto", "single_device"):
+        raise ConfigError(
+            f"{cfg.name}: an ensemble preset trains its members one after the other in one "
+            "process, not distributed; train each deep member with --devices (e.g. "
+            "`train DATA --preset chunk-cnn-genre --devices 4`) and combine the finished runs "
+            "with `musicaffect ensemble RUN RUN ... --out DIR`")
     run_dir = Path(run_dir)
     # checked, not written: a replaced ensemble moves into place once its members exist
     plan = plan_run_dir(run_dir, data_root=data_root, resume=resume, overwrite=overwrite)
