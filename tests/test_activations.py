@@ -9,6 +9,8 @@ from PIL import Image
 
 from musicaffect.cli import main
 
+pytestmark = pytest.mark.slow   # trains a CNN run for the maps (seconds); `make test` runs it
+
 TINY = ["--set", "train.epochs=1", "--set", "train.batch_size=16", "--set",
         "train.max_batches_per_epoch=2", "--no-progress"]
 

@@ -18,6 +18,8 @@ from musicaffect.features.params import (
 )
 from musicaffect.models.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.slow   # builds a data root from audio and trains on it (seconds); `make test` runs it
+
 SR = 22050
 TINY = ["model.params.hidden_size=8", "model.params.num_layers=1", "model.params.dropout=0.0",
         "train.batch_size=16", "train.epochs=1", "train.patience=0"]
