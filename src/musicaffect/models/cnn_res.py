@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from musicaffect.models.cnn import mask_time
+from musicaffect.models.cnn import mask_time, zero_padding_
 from musicaffect.models.heads import length_mask, masked_max, masked_mean, pooled_lengths
 from musicaffect.models.registry import register_backbone
 
@@ -86,7 +86,10 @@ class MaskedPool(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """Two 3x3 Conv-BN layers with a shortcut; zero beyond the lengths at both ReLUs."""
+    """Two 3x3 Conv-BN layers with a shortcut (1x1 Conv-BN where the width changes).
+
+    Padded steps are zeroed before each ReLU (in place), so they stay zero.
+    """
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -103,9 +106,9 @@ class ResidualBlock(nn.Module):
 
     def forward(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, Cin, T, F) -> (B, Cout, T, F), zero at steps >= lengths."""
-        y = mask_time(self.act(self.bn1(self.conv1(h))), lengths)
-        y = self.bn2(self.conv2(y))
-        return mask_time(self.act(y + self.shortcut(h)), lengths)
+        y = self.act(zero_padding_(self.bn1(self.conv1(h)), lengths))
+        y = self.bn2(self.conv2(y)) + self.shortcut(h)
+        return self.act(zero_padding_(y, lengths))
 
 
 def _pooled_size(n: int, pools: list[int]) -> int:

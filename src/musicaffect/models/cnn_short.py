@@ -24,9 +24,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from musicaffect.models.base import is_exporting
-from musicaffect.models.cnn import mask_time
-from musicaffect.models.cnn_res import MaskedPool
+from musicaffect.models.cnn import zero_padding_
+from musicaffect.models.cnn_res import MaskedPool, ResidualBlock
 from musicaffect.models.heads import TIME_POOLINGS, length_mask, pool_time
 from musicaffect.models.registry import register_backbone
 
@@ -73,48 +72,6 @@ class ShortCNNConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
-def zero_padding_(h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Zero the steps at or beyond each clip's length of a (B, C, T, F) map, in place.
-
-    Touches only the steps past the shortest clip, and nothing when no clip is padded (the
-    usual case in excerpt training, where every window has the same length). While
-    exporting, the out-of-place :func:`~musicaffect.models.cnn.mask_time` is used.
-    """
-    if is_exporting():
-        return mask_time(h, lengths)
-    lo = int(lengths.min())
-    if lo < h.shape[2]:
-        pad = ~length_mask(lengths, h.shape[2])[:, None, lo:, None]   # (B, 1, T - lo, 1)
-        h[:, :, lo:].masked_fill_(pad, 0.0)
-    return h
-
-
-class ResBlock(nn.Module):
-    """Two 3x3 Conv-BN layers with a shortcut (1x1 Conv-BN where the width changes).
-
-    Padded steps are zeroed before each ReLU (in place), so they stay zero.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.act = nn.ReLU(inplace=True)
-        if in_channels != out_channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False),
-                                          nn.BatchNorm2d(out_channels))
-        else:
-            self.shortcut = nn.Identity()
-
-    def forward(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(B, Cin, T, F) -> (B, Cout, T, F), zero at steps >= lengths."""
-        y = self.act(zero_padding_(self.bn1(self.conv1(h)), lengths))
-        y = self.bn2(self.conv2(y)) + self.shortcut(h)
-        return self.act(zero_padding_(y, lengths))
-
-
 @register_backbone("cnn_short", ShortCNNConfig)
 class ShortCNNBackbone(nn.Module):
     """Short-chunk residual CNN: (B, T, F) -> (B, embed_dim)."""
@@ -132,7 +89,7 @@ class ShortCNNBackbone(nn.Module):
         stages, pools = [], []
         in_ch = config.stem_channels
         for ch in config.channels:
-            stages.append(ResBlock(in_ch, ch))
+            stages.append(ResidualBlock(in_ch, ch))
             pools.append(MaskedPool(config.pool, config.pool))
             in_ch = ch
         self.stages = nn.ModuleList(stages)

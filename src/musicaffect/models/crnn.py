@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from musicaffect.models.cnn import mask_time
+from musicaffect.models.cnn import zero_padding_
 from musicaffect.models.cnn_res import MaskedPool
 from musicaffect.models.heads import length_mask, masked_max, masked_mean
 from musicaffect.models.lstm import reverse_within_length
@@ -89,7 +89,7 @@ class _ConvBlock(nn.Module):
         self.pool = MaskedPool(time_pool, freq_pool)
 
     def forward(self, h: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.act(mask_time(self.bn(self.conv(h)), lengths))
+        h = self.act(zero_padding_(self.bn(self.conv(h)), lengths))
         return self.pool(h, lengths)
 
 
