@@ -28,17 +28,18 @@ log = logging.getLogger(__name__)
 HEADER = ["Id.fused.full.npy.gz", *TARGETS]
 
 
-def predict_test(runs: list[str | Path], data_root: str | Path, *, batch_size: int = 32,
+def predict_test(runs, data_root: str | Path, *, batch_size: int = 32,
                  device: str | None = None) -> tuple[list[str], dict[str, np.ndarray]]:
     """Predict every multitask test clip with one multitask model, single-target models, or
     an ensemble of them (the runs that predict a target are averaged).
 
-    Returns ``(ids, {target: (N,)})`` sorted by clip id; every target must be covered by at
-    least one run.
+    ``runs`` is a list of run folders / checkpoints, or a loaded
+    :class:`~musicaffect.evaluation.predictor.Predictor`. Returns ``(ids, {target: (N,)})``
+    sorted by clip id; every target must be covered by at least one run.
     """
     from musicaffect.evaluation.predictor import Predictor
 
-    pred = Predictor.load(runs, device=device)
+    pred = runs if isinstance(runs, Predictor) else Predictor.load(runs, device=device)
     # every target covered? (checked on the models, before predicting anything)
     given: list[str] = []
     for m in pred.members:
@@ -114,17 +115,15 @@ def check_submission(path: str | Path, expected_ids: list[str]) -> None:
                         f"(e.g. {sorted(missing or extra)[:3]})", path=path)
 
 
-def test_clip_ids(runs: list[str | Path], data_root: str | Path) -> list[str]:
-    """Ids of every clip file in the multitask test folder(s) the runs read (from the
-    folder listing, not from what could be loaded)."""
+def test_clip_ids(members, data_root: str | Path) -> list[str]:
+    """Ids of every clip file in the multitask test folder(s) that the models (a
+    Predictor's ``members``) read: from the folder listing, not from what could be loaded."""
     from musicaffect.data.layout import list_clip_files, split_dir
-    from musicaffect.evaluation.predictor import load_members
 
     rates = []
-    for run in runs:
-        for member, _ in load_members(run):
-            if member.cfg.data.rate not in rates:
-                rates.append(member.cfg.data.rate)
+    for member in members:
+        if member.cfg.data.rate not in rates:
+            rates.append(member.cfg.data.rate)
     ids: set[str] = set()
     for rate in rates:
         ids |= set(list_clip_files(split_dir(data_root, dataset="multitask", rate=rate,
@@ -132,15 +131,18 @@ def test_clip_ids(runs: list[str | Path], data_root: str | Path) -> list[str]:
     return sorted(ids)
 
 
-def submit(runs: list[str | Path], data_root: str | Path, out: str | Path, **kwargs) -> Path:
+def submit(runs: list[str | Path], data_root: str | Path, out: str | Path, *,
+           batch_size: int = 32, device: str | None = None) -> Path:
     """Predict, write and check the submission against the test folder; returns its path."""
+    from musicaffect.evaluation.predictor import Predictor
     from musicaffect.paths import check_output_file
 
     check_output_file(out, what="submission CSV")
-    expected = test_clip_ids(runs, data_root)
+    pred = Predictor.load(runs, device=device)      # loaded once, for the folders and the rows
+    expected = test_clip_ids(pred.members, data_root)
     if not expected:
         raise DataError("the multitask test split has no clips", path=data_root)
-    ids, preds = predict_test(runs, data_root, **kwargs)
+    ids, preds = predict_test(pred, data_root, batch_size=batch_size)
     missing = sorted(set(expected) - set(ids))
     if missing:
         raise DataError(f"{len(missing)} test clip(s) got no prediction (e.g. {missing[:3]}); "
