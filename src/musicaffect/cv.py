@@ -20,7 +20,6 @@ records; without them every clip is its own group.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -34,33 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from musicaffect.data.layout import FOLDERS, RATES, index_clips, label_file_name
-from musicaffect.data.vocab import load_groups, load_vocabulary
+from musicaffect.data.vocab import load_groups, load_vocabulary, read_groups
 from musicaffect.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-GROUP_FILES = ("groups.csv", "clips.csv")
-
-
 # --------------------------------------------------------------------------- folds
-
-def read_groups(data_root: str | os.PathLike) -> dict[str, str]:
-    """Clip id -> group from the data root (``groups.csv`` or ``clips.csv`` with ``id`` and
-    ``group`` columns); empty when the data has no groups. Empty group cells are ignored."""
-    groups: dict[str, str] = {}
-    for name in GROUP_FILES:
-        path = Path(data_root) / name
-        if not path.is_file():
-            continue
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or not {"id", "group"} <= set(reader.fieldnames):
-                continue
-            for row in reader:
-                cid, g = (row.get("id") or "").strip(), (row.get("group") or "").strip()
-                if cid and g:
-                    groups.setdefault(cid, g)
-    return groups
 
 
 def stratify_labels(y: np.ndarray, *, classify: bool, bins: int = 5) -> np.ndarray:
@@ -158,7 +136,7 @@ def pool_clips(data_root, dataset: str) -> Pool:
     else:
         y = np.array([np.mean([first[i].targets[t] for t in vocab.targets]) for i in ids])
         strat = stratify_labels(y, classify=False)
-    known = {**read_groups(root), **load_groups(root, vocab)}
+    known = load_groups(root, vocab)
     groups = [str(getattr(first[i], "group", None) or known.get(i) or f"\0{i}") for i in ids]
     n_groups = len(set(groups))
     return Pool(dataset, ids, records, strat, groups,

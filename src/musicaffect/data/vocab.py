@@ -333,22 +333,48 @@ def vocabulary_of_checkpoint(ckpt: Mapping[str, Any]) -> Vocabulary:
     return vocab
 
 
-def load_groups(root: str | os.PathLike, vocab: Vocabulary | None = None) -> dict[str, str]:
-    """Clip id -> group of a data root (empty when the root stores no groups).
+#: group files a user may put in a data root (``id,group`` columns), read when labels.json
+#: names none; ``clips.csv`` is the one build-dataset writes
+GROUP_FILES = ("groups.csv", "clips.csv")
 
-    Clips that the group file lists without a group get their source file (or their id) as
-    group, so every listed clip has one.
+
+def read_groups(data_root: str | os.PathLike) -> dict[str, str]:
+    """Clip id -> group from the data root (``groups.csv`` or ``clips.csv`` with ``id`` and
+    ``group`` columns); empty when the data has no groups. Empty group cells are ignored."""
+    groups: dict[str, str] = {}
+    for name in GROUP_FILES:
+        path = Path(data_root) / name
+        if not path.is_file():
+            continue
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not {"id", "group"} <= set(reader.fieldnames):
+                continue
+            for row in reader:
+                cid, g = (row.get("id") or "").strip(), (row.get("group") or "").strip()
+                if cid and g:
+                    groups.setdefault(cid, g)
+    return groups
+
+
+def load_groups(root: str | os.PathLike, vocab: Vocabulary | None = None) -> dict[str, str]:
+    """Clip id -> group of a data root (empty when the root stores no groups): the group
+    file named by labels.json, over the ``groups.csv`` / ``clips.csv`` groups
+    (:func:`read_groups`). The train/validation split and the ``cv`` folds both read them here.
+
+    Clips that labels.json's group file lists without a group get their source file (or
+    their id) as group, so every listed clip has one.
     """
     vocab = vocab if vocab is not None else load_vocabulary(root)
+    out = read_groups(root)
     if not vocab.groups:
-        return {}
+        return out
     g = vocab.groups
     path = Path(root) / g.get("file", "clips.csv")
     if not path.is_file():
         raise DataError("the group file named by labels.json is missing: rebuild the data "
                         "root with `musicaffect build-dataset`", path=path)
     id_col, group_col = g.get("id", "id"), g.get("group", "group")
-    out: dict[str, str] = {}
     with open(path, newline="", encoding="utf-8") as f:
         for rec in csv.DictReader(f):
             cid = (rec.get(id_col) or "").strip()
