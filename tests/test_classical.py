@@ -105,8 +105,8 @@ def test_classical_trains_saves_and_reloads_through_the_cli(genre_run, sample_ro
     assert summary["classical"]["search"]["genre"]["cv_folds"] == 2
     # the reloaded model gives the validation metrics recorded at training time
     from musicaffect.data.loading import prepare_data
+    from musicaffect.families.classical import _val_metrics
     from musicaffect.models.classical import dataset_features
-    from musicaffect.training.classical import _val_metrics
 
     m = ClassicalMember(genre_run)
     data = prepare_data(m.cfg, sample_root)
@@ -180,7 +180,7 @@ def test_skops_file_with_foreign_types_is_refused(tmp_path):
 
 def test_ensemble_members_take_the_runs_data_and_budget_settings():
     from musicaffect.config import load_config
-    from musicaffect.ensemble import member_overrides
+    from musicaffect.families.ensemble import member_overrides
 
     cfg = load_config("ensemble-chunk-affect", ["data.tasks=[arousal]", "train.epochs=3",
                                                 "seed=7"])

@@ -36,7 +36,7 @@ def test_every_preset_loads(name):
         from musicaffect.models.classical import classical_params
         classical_params(cfg.model.params)
     elif cfg.model.name == "ensemble":
-        from musicaffect.ensemble import ensemble_params
+        from musicaffect.families.ensemble import ensemble_params
         for member in ensemble_params(cfg.model.params).members:
             assert load_config(member).data.dataset == cfg.data.dataset
 

@@ -13,7 +13,8 @@ import torch
 
 from musicaffect.cli import main
 from musicaffect.errors import CheckpointError, DataError
-from musicaffect.evaluation.predictor import Predictor, is_model_path, write_ensemble
+from musicaffect.evaluation.predictor import Predictor, is_model_path
+from musicaffect.families.ensemble import write_ensemble
 
 TINY = ["--set", "train.epochs=1", "--set", "train.max_batches_per_epoch=2", "--no-progress"]
 

@@ -27,6 +27,16 @@ RATES = ("full", "beat")
 DATASETS = ("genre", "multitask")
 MONITORS = ("val_loss", "val_accuracy", "val_macro_f1", "val_spearman_mean")
 
+#: field metadata: the setting may differ when a run is resumed (it changes how long, where
+#: or how fast a run trains, not what); on a ``dict`` field, the tuple of its keys that may
+RESUME_FREE = "resume_free"
+#: field metadata: an ensemble run's members take the setting over where it differs from the
+#: default (what data, how long, on which hardware); their model, view and recipe stay theirs
+MEMBERS_INHERIT = "members_inherit"
+_free = {RESUME_FREE: True}
+_inherit = {MEMBERS_INHERIT: True}
+_free_inherit = {RESUME_FREE: True, MEMBERS_INHERIT: True}
+
 
 @dataclass
 class DataConfig:
@@ -37,20 +47,22 @@ class DataConfig:
     view: str = "mel"                 # mel | chroma | fused
     # genre and/or the data's target names (labels.json), "all" targets, or the Kaggle
     # file's columns 1, 2, 3 (valence, energy, danceability)
-    tasks: list[str | int] = field(default_factory=lambda: [GENRE_TASK])
-    genre_map: str = "auto"           # auto (the root's labels.json) | lab | none | FILE
-    val_fraction: float = 0.2
-    split_seed: int = 420             # the lab helper's seed
+    tasks: list[str | int] = field(default_factory=lambda: [GENRE_TASK], metadata=_inherit)
+    genre_map: str = field(default="auto", metadata=_inherit)   # auto (the root's
+                                      # labels.json) | lab | none | FILE
+    val_fraction: float = field(default=0.2, metadata=_inherit)
+    split_seed: int = field(default=420, metadata=_inherit)   # the lab helper's seed
     stratify: bool = False            # stratified split instead of the lab's shuffle rule
-    max_length: int | None = None     # pad/truncate every clip to this many frames
+    max_length: int | None = field(default=None, metadata=_inherit)   # pad/truncate
+                                      # every clip to this many frames
     normalize: bool = True            # per-feature standardisation fitted on train only
     chunk_frames: int | None = None   # train on one random window of this many frames per
                                       # clip and epoch; evaluate on overlapping windows
     chunk_hop: int | None = None      # hop of the evaluation windows (default half a window)
-    cache_dir: str | None = None
-    use_cache: bool = True
-    skip_bad: bool = False
-    num_workers: int = 0
+    cache_dir: str | None = field(default=None, metadata=_free_inherit)
+    use_cache: bool = field(default=True, metadata=_free_inherit)
+    skip_bad: bool = field(default=False, metadata=_inherit)
+    num_workers: int = field(default=0, metadata=_free_inherit)
 
 
 @dataclass
@@ -58,7 +70,8 @@ class ModelConfig:
     """A registered model name and its constructor parameters."""
 
     name: str = "lstm"
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict,
+                                   metadata={RESUME_FREE: ("impl",)})   # speed only
 
 
 @dataclass
@@ -81,8 +94,9 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 32
-    epochs: int = 30
-    patience: int = 5                 # early stopping patience in epochs (0 = off)
+    epochs: int = field(default=30, metadata=_free_inherit)
+    patience: int = field(default=5, metadata=_free_inherit)   # early stopping patience
+                                      # in epochs (0 = off)
     monitor: str = "val_loss"
     scheduler: str = "none"           # none | cosine
     grad_clip: float | None = None
@@ -90,15 +104,20 @@ class TrainConfig:
     mixup: float = 0.0                # mixup Beta(alpha, alpha); 0 = off
     balance: str = "none"             # none | sampler | loss: class balancing (genre)
     ema: float = 0.0                  # EMA decay of the weights (e.g. 0.999); 0 = off
-    max_batches_per_epoch: int | None = None   # budget: cap training batches per epoch
-    accelerator: str = "auto"         # auto | cpu | cuda | mps
-    devices: int = 1
-    num_nodes: int = 1
-    strategy: str = "auto"            # auto | ddp | ddp_spawn ...
-    precision: str = "auto"           # auto (bf16/16 mixed on GPU, 32 on CPU) | 32-true | ...
-    overfit_batches: int = 0          # >0: lab step 5b, train on the first k batches only
-    overfit_epochs: int = 200
-    overfit_loss: float = 0.05        # "near zero": success threshold of the training loss
+    max_batches_per_epoch: int | None = field(default=None, metadata=_inherit)   # budget:
+                                      # cap training batches per epoch
+    accelerator: str = field(default="auto", metadata=_free_inherit)   # auto | cpu | cuda
+                                      # | mps
+    devices: int = field(default=1, metadata=_free)
+    num_nodes: int = field(default=1, metadata=_free)
+    strategy: str = field(default="auto", metadata=_free)   # auto | ddp | ddp_spawn ...
+    precision: str = field(default="auto", metadata=_free_inherit)   # auto (bf16/16 mixed
+                                      # on GPU, 32 on CPU) | 32-true | ...
+    overfit_batches: int = field(default=0, metadata=_free)   # >0: lab step 5b, train on
+                                      # the first k batches only
+    overfit_epochs: int = field(default=200, metadata=_free)
+    overfit_loss: float = field(default=0.05, metadata=_free)   # "near zero": success
+                                      # threshold of the training loss
 
 
 @dataclass
@@ -113,8 +132,8 @@ class TransferConfig:
 class RunConfig:
     """Everything that defines one reproducible run."""
 
-    name: str = "run"
-    seed: int = 42
+    name: str = field(default="run", metadata=_free)
+    seed: int = field(default=42, metadata=_inherit)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -228,6 +247,25 @@ NUMERIC_RULES: dict[str, tuple] = {
     "train.overfit_epochs": (1, None, False, False),
     "train.overfit_loss": (0.0, None, True, False),
 }
+
+
+def keys_with(flag: str, cls: type | None = None, prefix: str = "") -> frozenset[str]:
+    """Dotted keys of the config fields marked with ``flag`` in their metadata
+    (:data:`RESUME_FREE`, :data:`MEMBERS_INHERIT`), e.g. ``train.epochs``; a ``dict`` field
+    marked with a tuple gives ``field.key`` for each of its keys."""
+    from dataclasses import fields, is_dataclass
+
+    out: set[str] = set()
+    for f in fields(cls or RunConfig):
+        mark = f.metadata.get(flag)
+        if isinstance(mark, tuple):
+            out.update(f"{prefix}{f.name}.{k}" for k in mark)
+        elif mark:
+            out.add(prefix + f.name)
+        sub = f.default_factory            # a nested config: its class
+        if isinstance(sub, type) and is_dataclass(sub):
+            out |= keys_with(flag, sub, f"{prefix}{f.name}.")
+    return frozenset(out)
 
 
 def _check_number(key: str, value: Any, rule: tuple) -> None:

@@ -130,25 +130,11 @@ def budget_overrides(budget: str) -> dict:
 
 def run_experiment(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *,
                    reuse: bool = True, progress: bool = True) -> Path:
-    """Train ``cfg`` into ``run_dir`` unless a finished run of the same config is there.
+    """Train ``cfg`` into ``run_dir`` unless a finished run of the same config is there
+    (:func:`musicaffect.training.engine.run_experiment`)."""
+    from musicaffect.training.engine import run_experiment as run
 
-    A finished run (``summary.json`` and an identical ``config.yaml``) is reused; a run with
-    ``last.pt`` but no summary is resumed; anything else is replaced.
-    """
-    from musicaffect.training.engine import fit
-
-    run_dir = Path(run_dir)
-    same = False
-    cfg_file = run_dir / "config.yaml"
-    if cfg_file.is_file():
-        same = yaml.safe_load(cfg_file.read_text()) == cfg.to_dict()
-    if reuse and same and (run_dir / "summary.json").is_file():
-        log.info("reusing finished run %s", run_dir)
-        return run_dir
-    resume = reuse and same and (run_dir / "checkpoints" / "last.pt").is_file()
-    log.info("%s run %s", "resuming" if resume else "training", run_dir)
-    fit(cfg, data_root, run_dir, resume=resume, overwrite=not resume, progress=progress)
-    return run_dir
+    return run(cfg, data_root, run_dir, reuse=reuse, progress=progress)
 
 
 def train_preset(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *,
@@ -158,14 +144,18 @@ def train_preset(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *,
     """:func:`run_experiment`, or for an ensemble preset: train (or reuse) its members as
     sibling runs of ``run_dir`` with the same budget and overrides (and ``member_extra``,
     e.g. the data's own targets), then write the ensemble."""
-    if cfg.model.name == "ensemble":
-        from musicaffect.ensemble import build_ensemble
+    from musicaffect.families.registry import family_of
 
-        parent = Path(run_dir).parent
-        return build_ensemble(cfg, data_root, run_dir,
-                              member_cfg=lambda p: _cfg(p, budget, overrides, member_extra),
-                              member_dir=lambda p: parent / Path(p).stem, reuse=reuse,
+    def train(member_cfg, member_dir) -> Path:
+        return run_experiment(member_cfg, data_root, member_dir, reuse=reuse,
                               progress=progress)
+
+    build = family_of(cfg).build_members
+    if build is not None:   # a family made of runs: members beside the run, same budget
+        parent = Path(run_dir).parent
+        return build(cfg, data_root, run_dir,
+                     member_cfg=lambda p: _cfg(p, budget, overrides, member_extra),
+                     member_dir=lambda p: parent / Path(p).stem, train=train)
     return run_experiment(cfg, data_root, run_dir, reuse=reuse, progress=progress)
 
 

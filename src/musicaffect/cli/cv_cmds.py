@@ -10,11 +10,11 @@ from musicaffect.errors import ConfigError
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this group's sub-commands to ``sub``."""
-    p = sub.add_parser(
-        "ensemble", help="combine trained runs into one ensemble folder",
-        description="Write an ensemble folder (ensemble.json + config.yaml) that evaluate, "
-        "submit, predict and the lab take like a run: the genre probabilities and the "
-        "affect values of its members are averaged (weighted with --weights).")
+    p = sub.add_parser("ensemble", help="combine trained runs into one ensemble folder",
+                       description="Write an ensemble folder (ensemble.json + config.yaml) "
+                       "that evaluate, submit, predict and the lab take like a run: the genre "
+                       "probabilities and the affect values of its members are averaged "
+                       "(weighted with --weights).")
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="run folders or checkpoints (deep, classical or ensembles)")
     p.add_argument("--out", "-o", required=True, help="the ensemble folder to write")
@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_ensemble(args) -> int:
-    from musicaffect.evaluation.predictor import write_ensemble
+    from musicaffect.families.ensemble import write_ensemble
 
     weights = None
     if args.weights:

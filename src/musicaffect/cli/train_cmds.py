@@ -130,32 +130,19 @@ def cmd_train(args) -> int:
               f"{res.losses[-1]:.4f} after {len(res.losses)} epochs; {status} "
               f"the target {res.target}")
         if args.out:
-            import matplotlib.pyplot as plt
+            from musicaffect.training.engine import save_overfit
 
-            from musicaffect.evaluation.plots import plot_overfit_curve
-
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-            fig = plot_overfit_curve(res.losses)
-            fig.savefig(Path(args.out) / "overfit_curve.png", dpi=110, bbox_inches="tight")
-            plt.close(fig)
-            (Path(args.out) / "overfit.json").write_text(json.dumps(
-                {"losses": res.losses, "reached": res.reached, "target": res.target}))
+            save_overfit(res, args.out)
         return 0 if res.reached else 1
+    from musicaffect.families.registry import family_of
     from musicaffect.training.engine import fit
 
     out = Path(args.out or Path("runs") / cfg.name)
     res = fit(cfg, args.data_root, out, resume=args.resume, overwrite=args.overwrite,
               progress=not args.no_progress)
-    if cfg.model.name == "ensemble":
-        print(f"ensemble {out}: {', '.join(cfg.model.params.get('members', []))} "
-              f"({res.seconds:.1f}s)")
-    elif cfg.model.name == "classical":
-        print(f"run {out}: {res.monitor}={res.best_score:.4f} on the validation part "
-              f"(classical {cfg.model.params.get('estimator', 'linear')}, {res.seconds:.1f}s)")
-    elif res.history and int(os.environ.get("RANK", "0")) == 0:   # once under DDP
-        print(f"run {out}: best epoch {res.best_epoch + 1} with {res.monitor}="
-              f"{res.best_score:.4f} ({len(res.history)} epochs, {res.seconds:.1f}s"
-              f"{', stopped early' if res.stopped_early else ''})")
+    line = family_of(cfg).describe(cfg, res, out)
+    if line and int(os.environ.get("RANK", "0")) == 0:   # once under DDP
+        print(line)
     return 0
 
 

@@ -22,13 +22,13 @@ def activation_maps(run, data_root, *, clip: int = 0, device: str = "cpu"
     """
     import torch
 
-    from musicaffect.evaluation.predictor import DeepMember, Predictor
+    from musicaffect.evaluation.predictor import Predictor
 
     pred = Predictor.load([run], device=device)
     member = pred.first
     cfg = member.cfg
     blocks = getattr(getattr(member, "model", None), "backbone", None)
-    blocks = getattr(blocks, "blocks", None) if isinstance(member, DeepMember) else None
+    blocks = getattr(blocks, "blocks", None)
     if blocks is None or len(pred.members) != 1:
         raise MusicAffectError(f"{run}: model {cfg.model.name} has no convolutional blocks")
     model = member.model

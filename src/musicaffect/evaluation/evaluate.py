@@ -63,9 +63,11 @@ def evaluate(checkpoint: str | Path | list[str | Path], data_root: str | Path, *
     first = pred.first
     cfg = first.cfg
     tasks = pred.tasks
-    run_dir = Path(paths[0]) if len(paths) == 1 and _is_ensemble(paths[0]) else first.run_dir
-    name = Path(run_dir).name if len(paths) == 1 and _is_ensemble(paths[0]) else cfg.name
-    if len(paths) > 1:
+    # one path: the run as loaded (an ensemble folder is itself a member, with its name)
+    run_dir, name = first.run_dir, cfg.name
+    if len(paths) == 1:
+        run_dir, name = pred.sources[0].run_dir, pred.sources[0].name
+    else:
         name = "+".join(pred.names)
     if cfg.data.dataset == "genre":
         rate = rate or cfg.data.rate
@@ -119,8 +121,3 @@ def evaluate(checkpoint: str | Path | list[str | Path], data_root: str | Path, *
     result["out_dir"] = str(out)
     return result
 
-
-def _is_ensemble(path) -> bool:
-    from musicaffect.evaluation.predictor import ENSEMBLE_FILE
-
-    return (Path(path) / ENSEMBLE_FILE).is_file()

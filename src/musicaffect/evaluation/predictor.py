@@ -2,9 +2,10 @@
 ``cv`` and the lab's activation maps.
 
 A :class:`Predictor` is built from one or several runs: deep-model run folders or ``.pt``
-checkpoints, classical-model run folders (:mod:`musicaffect.models.classical`) and ensemble
-folders (``ensemble.json``, written by ``musicaffect ensemble``). Each model becomes a
-*member*. The Predictor loads every member once, chooses the device once, builds each
+checkpoints, classical-model run folders and ensemble folders: any folder or file a
+registered model family recognises (:mod:`musicaffect.families.registry`). Each model becomes a
+*member* (:class:`~musicaffect.families.base.Member`); an ensemble is expanded into its
+weighted members. The Predictor loads every member once, chooses the device once, builds each
 member's dataset with the rate and view it was trained on, and returns per-clip genre
 probabilities and regression values (deep models: raw outputs from
 :func:`musicaffect.evaluation.inference.predict_outputs`, then
@@ -15,7 +16,6 @@ target, are averaged (weighted when the ensemble gives weights).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -26,15 +26,15 @@ import numpy as np
 from musicaffect.data.labels import CLASSES, GENRE_TASK
 from musicaffect.data.vocab import vocabulary_of_checkpoint
 from musicaffect.errors import CheckpointError, ConfigError, DataError
+from musicaffect.families.registry import (  # noqa: F401  (what callers find here)
+    is_model_path,
+    load_members,
+    model_file,
+)
 from musicaffect.features.params import checkpoint_feature_params
-from musicaffect.io import atomic_write
 from musicaffect.models.predictions import Predictions, vocab_attributes
 
 log = logging.getLogger(__name__)
-
-#: file that makes a folder an ensemble of runs (written by :func:`write_ensemble`)
-ENSEMBLE_FILE = "ensemble.json"
-ENSEMBLE_FORMAT = "musicaffect-ensemble/1"
 
 
 def select_device(device=None):
@@ -139,120 +139,6 @@ def check_fits(member, n_features: int, where: str, data_classes=None) -> None:
             "(or with the same data.genre_map)")
 
 
-def is_model_path(path: str | os.PathLike) -> bool:
-    """True for a ``.pt`` file, a run folder with a deep or classical model, or an
-    ensemble folder."""
-    from musicaffect.models.classical import is_classical_run
-
-    p = Path(path)
-    if p.is_file():
-        return p.suffix == ".pt" or p.name.endswith(".classical.json")
-    return p.is_dir() and ((p / "checkpoints" / "best.pt").is_file() or is_classical_run(p)
-                           or (p / ENSEMBLE_FILE).is_file())
-
-
-def model_file(run_dir: str | os.PathLike) -> Path:
-    """The file holding a run's model (deep: ``checkpoints/best.pt``; classical: its JSON;
-    ensemble: ``ensemble.json``); its modification time tells when the run changed."""
-    from musicaffect.models.classical import CLASSICAL_FILE
-
-    run_dir = Path(run_dir)
-    for cand in (run_dir / "checkpoints" / "best.pt", run_dir / "checkpoints" / CLASSICAL_FILE,
-                 run_dir / ENSEMBLE_FILE):
-        if cand.is_file():
-            return cand
-    raise CheckpointError(f"{run_dir}: no model in this run folder (checkpoints/best.pt, "
-                          f"checkpoints/{CLASSICAL_FILE} or {ENSEMBLE_FILE}); train first")
-
-
-def load_members(path: str | os.PathLike, *, which: str = "best",
-                 _seen: frozenset = frozenset()) -> list[tuple[object, float]]:
-    """The members (with weights) of one path: a deep checkpoint or run folder, a classical
-    run folder, or an ensemble folder (expanded recursively)."""
-    from musicaffect.models.classical import ClassicalMember, is_classical_run
-
-    p = Path(path)
-    if p.is_dir() and (p / ENSEMBLE_FILE).is_file():
-        key = str(p.resolve())
-        if key in _seen:
-            raise CheckpointError(f"{p / ENSEMBLE_FILE}: the ensemble contains itself")
-        spec = read_ensemble(p)
-        out = []
-        for member, w in zip(spec["members"], spec["weights"]):
-            for m, mw in load_members(member, which=which, _seen=_seen | {key}):
-                out.append((m, w * mw))
-        return out
-    if (p.is_dir() and is_classical_run(p)) or p.name.endswith(".classical.json"):
-        return [(ClassicalMember(p), 1.0)]
-    return [(DeepMember(p, which=which), 1.0)]
-
-
-# --------------------------------------------------------------------------- ensembles
-
-def write_ensemble(out_dir: str | os.PathLike, runs: Sequence[str | os.PathLike], *,
-                   weights: Sequence[float] | None = None, name: str | None = None) -> Path:
-    """Make ``out_dir`` an ensemble of ``runs``: ``ensemble.json`` (members as absolute paths,
-    or relative to ``out_dir`` for members inside it, so the folder can move; weights) and ``config.yaml`` (the first member's config, ``model.name: ensemble``).
-
-    Every member is loaded once to check it. Returns the path of ``ensemble.json``.
-    """
-    import yaml
-
-    if not runs:
-        raise ConfigError("an ensemble needs at least one run")
-    weights = [1.0] * len(runs) if weights is None else [float(w) for w in weights]
-    if len(weights) != len(runs) or any(not np.isfinite(w) or w <= 0 for w in weights):
-        raise ConfigError(f"give one positive weight per run ({len(runs)}), got {weights}")
-    out = Path(out_dir)
-    members = []
-    for r in runs:
-        if not is_model_path(r):
-            raise CheckpointError(f"{r}: not a run folder or checkpoint; give trained runs")
-        members.append(str(Path(r).resolve()))
-    if str(out.resolve()) in members:
-        raise ConfigError(f"{out}: an ensemble cannot contain its own folder")
-    loaded = [m for r in members for m, _ in load_members(r)]
-    tasks = sorted({t for m in loaded for t in m.tasks})
-    out.mkdir(parents=True, exist_ok=True)
-    home = out.resolve()
-    members = [str(Path(m).relative_to(home)) if Path(m).is_relative_to(home) else m
-               for m in members]
-    spec = {"format": ENSEMBLE_FORMAT, "name": name or out.name, "members": members,
-            "weights": weights, "tasks": tasks,
-            "member_names": [m.name for m in loaded]}
-    _atomic_text(out / ENSEMBLE_FILE, json.dumps(spec, indent=2))
-    cfg = loaded[0].cfg.to_dict()
-    cfg["name"] = spec["name"]
-    cfg["model"] = {"name": "ensemble", "params": {"members": members, "weights": weights}}
-    _atomic_text(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-    return out / ENSEMBLE_FILE
-
-
-def read_ensemble(folder: str | os.PathLike) -> dict:
-    """Read and check ``folder/ensemble.json``."""
-    path = Path(folder) / ENSEMBLE_FILE
-    try:
-        spec = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path}: cannot read the ensemble ({err}); write it again with "
-                              "`musicaffect ensemble`") from err
-    if not isinstance(spec, dict) or spec.get("format") != ENSEMBLE_FORMAT \
-            or not spec.get("members"):
-        raise CheckpointError(f"{path}: not a musicaffect ensemble (format {ENSEMBLE_FORMAT} "
-                              "with a list of members expected)")
-    spec.setdefault("weights", [1.0] * len(spec["members"]))
-    # members inside the ensemble folder are stored relative to it
-    spec["members"] = [str(Path(folder) / m) if not Path(m).is_absolute() else m
-                       for m in spec["members"]]
-    return spec
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    if path.is_file() and path.read_text() == text:
-        return      # unchanged: keep the mtime (evaluations cached on it stay valid)
-    atomic_write(path, text)
-
-
 # --------------------------------------------------------------------------- the Predictor
 
 class Predictor:
@@ -274,20 +160,24 @@ class Predictor:
             raise ConfigError("no model given: give at least one run folder or checkpoint")
         self.members = list(members)
         self.weights = [1.0] * len(self.members) if weights is None else [float(w) for w in weights]
+        self.sources = list(self.members)   # as given (Predictor.load: as loaded)
         self.to(device)
 
     @classmethod
     def load(cls, paths: Sequence[str | os.PathLike] | str | os.PathLike, *, device=None,
              which: str = "best") -> Predictor:
-        """Load runs, checkpoints, classical runs and ensemble folders as one Predictor."""
+        """Load run folders and model files of any family (deep, classical, ensemble
+        folders ...) as one Predictor; ``sources`` keeps the members as loaded, ``members``
+        the plain members an ensemble is made of."""
+        from musicaffect.families.registry import expand, load
+
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        members, weights = [], []
-        for p in paths:
-            for m, w in load_members(p, which=which):
-                members.append(m)
-                weights.append(w)
-        return cls(members, weights=weights, device=device)
+        sources = [load(p, which=which) for p in paths]
+        leaves = [leaf for s in sources for leaf in expand(s)]
+        pred = cls([m for m, _ in leaves], weights=[w for _, w in leaves], device=device)
+        pred.sources = sources
+        return pred
 
     def to(self, device=None) -> Predictor:
         self.device = select_device(device)

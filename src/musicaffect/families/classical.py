@@ -1,6 +1,7 @@
-"""Training a classical run (``model.name: classical``): the scikit-learn models of
+"""The classical family (``model.name: classical``): the scikit-learn models of
 :mod:`musicaffect.models.classical` fitted on the run's training part, scored on its
-validation part, written as a run folder like a deep run's."""
+validation part, written as a run folder like a deep run's, loaded as
+:class:`~musicaffect.models.classical.ClassicalMember`."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ import numpy as np
 
 from musicaffect.data.labels import GENRE_TASK
 from musicaffect.errors import ConfigError
+from musicaffect.families.base import Family
+from musicaffect.families.registry import register
 from musicaffect.features.params import root_feature_params
 from musicaffect.io import atomic_write
 from musicaffect.models.classical import (
     CLASSICAL_FILE,
     FORMAT,
     ClassicalMember,
+    ClassicalParams,
     classical_params,
     dataset_features,
     fit_task,
@@ -30,18 +34,21 @@ from musicaffect.models.classical import (
 log = logging.getLogger(__name__)
 
 
+NAME = "classical"
+
+
 def fit_classical(cfg, data_root, run_dir, *, resume: bool = False, overwrite: bool = False,
-                  progress: bool = True):
+                  progress: bool = True, train=None):
     """Train a classical run (``model.name: classical``): what ``fit`` does for deep models.
 
     Writes ``config.yaml``, ``checkpoints/best.classical.json`` and the task model files,
     ``metrics.csv`` (one row) and ``summary.json``; returns a
-    :class:`~musicaffect.training.engine.FitResult` (``best_epoch`` 0). ``resume`` retrains
-    (a classical fit is one step).
+    :class:`~musicaffect.training.result.FitResult` (``best_epoch`` 0). ``resume`` retrains
+    (a classical fit is one step); ``train`` (other runs' trainer) is not used.
     """
     from musicaffect.config import save_config
     from musicaffect.data.loading import prepare_data
-    from musicaffect.training.engine import FitResult
+    from musicaffect.training.result import FitResult
     from musicaffect.training.rundir import plan_run_dir, write_run
 
     p = classical_params(cfg.model.params)
@@ -133,3 +140,20 @@ def _val_metrics(val, tasks: list[str]) -> dict[str, float]:
             m[f"val_spearman_{t}"] = float(rm["per_target"][t]["spearman"])
         m["val_spearman_mean"] = float(rm["spearman_mean"])
     return m
+
+
+def _model_file(path: Path) -> Path | None:
+    if path.is_file():
+        return path if path.name.endswith(".classical.json") else None
+    file = path / "checkpoints" / CLASSICAL_FILE
+    return file if file.is_file() else None
+
+
+FAMILY = register(Family(
+    name=NAME, params=ClassicalParams, fit=fit_classical, model_file=_model_file,
+    checkpoint_files=(f"checkpoints/{CLASSICAL_FILE}",),
+    load=lambda path, *, which="best": ClassicalMember(path),
+    claims=lambda name: name == NAME,
+    describe=lambda cfg, res, out: (
+        f"run {out}: {res.monitor}={res.best_score:.4f} on the validation part (classical "
+        f"{cfg.model.params.get('estimator', 'linear')}, {res.seconds:.1f}s)")))

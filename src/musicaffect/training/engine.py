@@ -1,203 +1,104 @@
-"""The training loop every experiment uses, on top of Lightning Fabric.
+"""The training loop every deep run uses, on top of Lightning Fabric, and :func:`fit`, the
+entry point of every run (any model family, through :mod:`musicaffect.families.registry`).
 
 Fabric handles devices (CUDA, MPS, CPU), mixed precision and distributed training (DDP on
-several GPUs or nodes, or several CPU processes with gloo); this module only knows about the
-run: data split, model from the registry, loss, early stopping, checkpoints, logs.
+several GPUs or nodes, or several CPU processes with gloo). The loop (:class:`Trainer`) only
+trains and validates; checkpoints, early stopping, the EMA of the weights, the CSV and
+TensorBoard logs and the curves are callbacks (:mod:`musicaffect.training.callbacks`); the
+model, optimizer and Fabric are built by :mod:`musicaffect.training.build`.
 
 Reproducibility: one seed drives the model initialisation and, through
 :class:`~musicaffect.data.loading.EpochBatchSampler`, the order of batches of every epoch (a pure function of
 ``(seed, epoch)``). ``last.pt`` holds the optimizer, loss and RNG state at the end of each
-epoch, so ``resume`` continues an interrupted run and ends with the same weights as an
-uninterrupted one (on the CPU). The recipe options keep this: excerpt windows
-(``data.chunk_frames``), mixup pairs and class-balanced draws are pure functions of
+epoch (and each callback's state), so ``resume`` continues an interrupted run and ends with
+the same weights as an uninterrupted one (on the CPU). The recipe options keep this: excerpt
+windows (``data.chunk_frames``), mixup pairs and class-balanced draws are pure functions of
 ``(seed, epoch, clip or batch)``, and ``last.pt`` also holds the EMA weights.
 """
 
 from __future__ import annotations
 
-import csv
+import json
 import logging
-import math
-import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
+import yaml
 
 from musicaffect.config import RunConfig
-from musicaffect.data.labels import CLASSES, GENRE_TASK
-from musicaffect.data.loading import (
-    EpochBatchSampler,
-    RunData,
-    make_loader,
-    prepare_data,
-    task_sizes,
-)
-from musicaffect.errors import CheckpointError, DataError, RunError
+from musicaffect.data.loading import EpochBatchSampler, make_loader, prepare_data
+from musicaffect.errors import CheckpointError, RunError
 from musicaffect.evaluation.inference import outputs_metrics, predict_outputs, window_options
 from musicaffect.features.params import root_feature_params
-from musicaffect.io import atomic_open
-from musicaffect.models.checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from musicaffect.models.checkpoint import load_checkpoint
+from musicaffect.training.build import (  # noqa: F401  (also found here by their users)
+    _balance,
+    _check_batches,
+    _loss_from_outputs,
+    _mixup,
+    _prepare_data_ranked,
+    _share_cpu_threads,
+    build_optimizer,
+    build_run_model,
+    lr_factor,
+    make_fabric,
+    train_step,
+    transfer_backbone,
+)
+from musicaffect.training.callbacks import (
+    Callback,
+    EarlyStopping,
+    default_callbacks,
+    save_curves,
+    save_figure,
+)
+from musicaffect.training.result import FitResult
 
 log = logging.getLogger(__name__)
 
 MINIMISE = {"val_loss"}
 
 
-# --------------------------------------------------------------------------- model / optim
+# --------------------------------------------------------------------------- entry point
 
-def build_run_model(cfg: RunConfig, data: RunData):
-    """Model from the registry, normalisation fitted on train, transfer init if configured."""
-    from musicaffect.data.normalize import feature_stats
-    from musicaffect.models import build_model
+def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: bool = False,
+        overwrite: bool = False, progress: bool = True, stop_after: int | None = None
+        ) -> FitResult:
+    """Train ``cfg`` into ``run_dir`` with its model family's ``fit`` (a network:
+    :func:`fit_deep`; members of a family made of runs are trained by
+    :func:`run_experiment`). ``stop_after`` (deep runs: stop as if interrupted after this
+    many epochs) is for tests of resume."""
+    from musicaffect.families.registry import fit as family_fit
 
-    classes = data.vocab.classes if data.vocab is not None else CLASSES
-    model = build_model(cfg.model.name, dict(cfg.model.params), data.n_features,
-                        task_sizes(data.tasks, classes))
-    if cfg.transfer.checkpoint:
-        transfer_backbone(model, cfg.transfer.checkpoint, n_features=data.n_features,
-                          vocab=data.vocab)
-    elif cfg.data.normalize:
-        mean, std = feature_stats(data.dataset, data.train_idx)
-        if not (np.isfinite(mean).all() and np.isfinite(std).all()):
-            _raise_non_finite(data)
-        model.set_normalization(torch.as_tensor(mean, dtype=torch.float32),
-                                torch.as_tensor(std, dtype=torch.float32))
-    if cfg.transfer.checkpoint and cfg.transfer.freeze_backbone:
-        model.freeze_backbone(True)
-    return model
+    def train(member_cfg, member_dir) -> Path:
+        return run_experiment(member_cfg, data_root, member_dir, progress=progress)
+
+    options = {} if stop_after is None else {"stop_after": stop_after}
+    return family_fit(cfg, data_root, run_dir, resume=resume, overwrite=overwrite,
+                      progress=progress, train=train, **options)
 
 
-def _raise_non_finite(data: RunData) -> None:
-    """The normalisation statistics are NaN/inf: name the clip that made them so."""
-    for i in data.train_idx:
-        x = np.asarray(data.dataset[int(i)]["x"])
-        if not np.isfinite(x).all():
-            rec = data.dataset.records[int(i)]
-            raise DataError(f"clip {rec.id} reads back with NaN/inf values (the file was "
-                            "checked when cached, so the clip cache is probably corrupt): "
-                            "run `musicaffect cache --verify` to rebuild it", path=rec.path)
-    raise DataError("the feature statistics of the training clips are not finite (values "
-                    "too large for float32?); check the data", path=data.info.get("data_root"))
+def run_experiment(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *,
+                   reuse: bool = True, progress: bool = True) -> Path:
+    """Train ``cfg`` into ``run_dir`` unless a finished run of the same config is there.
 
-
-def transfer_backbone(model, checkpoint: str | Path, *, n_features: int, vocab=None) -> dict:
-    """Copy backbone weights (and input normalisation) from a checkpoint, and the heads that
-    fit: same task, same size and (genre) the same class names; the others stay new, and
-    the log says which and why.
-
-    Raises :class:`CheckpointError` when the source model's architecture or feature size does
-    not fit ``model`` (e.g. a chroma model into a mel model).
+    A finished run (``summary.json`` and an identical ``config.yaml``) is reused; a run with
+    ``last.pt`` but no summary is resumed; anything else is replaced.
     """
-    src = load_checkpoint(checkpoint, which="best")
-    margs = src["model"]
-    if margs["n_features"] != n_features:
-        raise CheckpointError(
-            f"{src['path']}: its model reads {margs['n_features']} features per frame but this "
-            f"run's view has {n_features}; transfer from a run on the same view "
-            f"(it was trained on view={src['data'].get('view')}, rate={src['data'].get('rate')})")
-    from musicaffect.models.registry import architecture_params
-
-    mine = model.model_args()
-    # wrapper options (head dropout, masking) and speed-only options may differ
-    if margs["name"] != mine["name"] or (architecture_params(margs["name"], margs["params"])
-                                         != architecture_params(mine["name"], mine["params"])):
-        raise CheckpointError(
-            f"{src['path']}: backbone {margs['name']} {margs['params']} does not match this run's "
-            f"model {mine['name']} {mine['params']}; use the same model.name and model.params")
-    prefix = "backbone."
-    state = {k[len(prefix):]: v for k, v in src["state_dict"].items() if k.startswith(prefix)}
-    model.backbone.load_state_dict(state, strict=True)
-    with torch.no_grad():
-        for buf in ("mean", "std"):
-            if buf in src["state_dict"]:
-                getattr(model, buf).copy_(src["state_dict"][buf])
-    log.info("transferred %d backbone tensors from %s (epoch %s)", len(state), src["path"],
-             src.get("epoch"))
-    _transfer_heads(model, src, vocab)
-    return src
-
-
-def _transfer_heads(model, src: dict, vocab) -> list[str]:
-    """Copy the source's heads that fit ``model``; log the ones re-initialised."""
-    from musicaffect.data.vocab import vocabulary_of_checkpoint
-
-    src_vocab = vocabulary_of_checkpoint(src)
-    classes = list(vocab.classes) if vocab is not None else list(CLASSES)
-    copied = []
-    for task, head in model.heads.items():
-        prefix = f"heads.{task}."
-        state = {k[len(prefix):]: v for k, v in src["state_dict"].items() if k.startswith(prefix)}
-        if task not in src["model"]["tasks"] or not state:
-            continue  # a task the source did not have: a new head, as always
-        why = None
-        if task == GENRE_TASK and list(src_vocab.classes) != classes:
-            why = (f"its classes ({', '.join(src_vocab.classes)}) differ from this data's "
-                   f"({', '.join(classes)})")
-        else:
-            mine = head.state_dict()
-            if set(mine) != set(state) or any(mine[k].shape != state[k].shape for k in mine):
-                why = "its shape differs"
-        if why:
-            log.warning("transfer: head %r re-initialised: %s", task, why)
-            continue
-        head.load_state_dict(state)
-        copied.append(task)
-    if copied:
-        log.info("transfer: head(s) %s copied from %s", ", ".join(copied), src["path"])
-    return copied
-
-
-def build_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
-    t = cfg.train
-    cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    return cls([p for p in params if p.requires_grad], lr=t.lr, weight_decay=t.weight_decay)
-
-
-def lr_factor(epoch: int, *, epochs: int, schedule: str, warmup: int = 0) -> float:
-    """Learning-rate multiplier of an epoch (pure function).
-
-    The first ``warmup`` epochs ramp up linearly (``(epoch + 1) / (warmup + 1)``); then the
-    schedule: constant, or cosine decay to 5% over the remaining ``epochs - warmup`` epochs.
-    """
-    if epoch < warmup:
-        return (epoch + 1) / (warmup + 1)
-    if schedule == "cosine":
-        e, n = epoch - warmup, max(1, epochs - warmup)
-        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * e / n))
-    return 1.0
-
-
-# --------------------------------------------------------------------------- evaluation
-
-# --------------------------------------------------------------------------- fabric
-
-def make_fabric(cfg: RunConfig):
-    """A Lightning Fabric for the configured hardware; chooses the device once, here."""
-    from lightning.fabric import Fabric
-
-    t = cfg.train
-    precision = t.precision
-    if torch.cuda.is_available() and t.accelerator in ("auto", "cuda", "gpu"):
-        torch.backends.cudnn.benchmark = True   # autotune convolutions for the input sizes
-    if precision == "auto":
-        if t.accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available():
-            precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-        else:
-            precision = "32-true"
-    return Fabric(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-                  strategy=t.strategy, precision=precision)
-
-
-def _share_cpu_threads(fabric, num_nodes: int) -> None:
-    # several CPU processes on one machine: split the cores instead of oversubscribing them
-    # (OpenMP threads that spin-wait for each other make small RNNs many times slower)
-    if fabric.device.type == "cpu" and fabric.world_size > 1:
-        local = max(1, fabric.world_size // max(1, num_nodes))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+    run_dir = Path(run_dir)
+    same = False
+    cfg_file = run_dir / "config.yaml"
+    if cfg_file.is_file():
+        same = yaml.safe_load(cfg_file.read_text()) == cfg.to_dict()
+    if reuse and same and (run_dir / "summary.json").is_file():
+        log.info("reusing finished run %s", run_dir)
+        return run_dir
+    resume = reuse and same and (run_dir / "checkpoints" / "last.pt").is_file()
+    log.info("%s run %s", "resuming" if resume else "training", run_dir)
+    fit(cfg, data_root, run_dir, resume=resume, overwrite=not resume, progress=progress)
+    return run_dir
 
 
 def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool,
@@ -213,98 +114,13 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool,
 
 # --------------------------------------------------------------------------- the loop
 
-@dataclass
-class EarlyStopping:
-    """The best validation score so far, its epoch, and the epochs since it improved.
-
-    ``patience`` 0 never stops. ``last.pt`` keeps the state as a plain dict
-    (:meth:`to_dict` / :meth:`from_dict`: keys ``best``, ``best_epoch``, ``bad_epochs``).
-    """
-
-    minimise: bool
-    patience: int = 0
-    best: float | None = None
-    best_epoch: int = -1
-    bad_epochs: int = 0
-
-    def update(self, score: float, epoch: int) -> bool:
-        """Record an epoch's score; returns whether it is the best so far."""
-        improved = self.best is None or (score < self.best if self.minimise
-                                         else score > self.best)
-        if improved:
-            self.best, self.best_epoch, self.bad_epochs = score, epoch, 0
-        else:
-            self.bad_epochs += 1
-        return improved
-
-    @property
-    def should_stop(self) -> bool:
-        return bool(self.patience) and self.bad_epochs >= self.patience
-
-    def to_dict(self) -> dict:
-        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
-
-    @classmethod
-    def from_dict(cls, state: dict, *, minimise: bool, patience: int = 0) -> EarlyStopping:
-        return cls(minimise, patience, state.get("best"), int(state.get("best_epoch", -1)),
-                   int(state.get("bad_epochs", 0)))
-
-
-def train_step(model, optimizer, loss_fn, batch: dict, fabric, *, grad_clip: float = 0.0,
-               augment: Callable | None = None) -> torch.Tensor:
-    """One optimisation step on one collated batch; returns the (detached) loss.
-
-    ``augment(x, lengths, y) -> (x, lengths, y)`` transforms the batch on the device before
-    the forward pass (mixup); ``grad_clip`` > 0 clips the gradient norm.
-    """
-    x = fabric.to_device(batch["x"])
-    y = {k: fabric.to_device(v) for k, v in batch["y"].items()}
-    lengths = batch["lengths"]
-    if augment is not None:
-        x, lengths, y = augment(x, lengths, y)
-    out = model(x, lengths)
-    loss, _ = loss_fn(out, y)
-    optimizer.zero_grad(set_to_none=True)
-    fabric.backward(loss)
-    if grad_clip:
-        fabric.clip_gradients(model, optimizer, max_norm=grad_clip)
-    optimizer.step()
-    return loss.detach()
-
-
-@dataclass
-class FitResult:
-    """What :func:`fit` returns (also written to ``run_dir/summary.json``)."""
-
-    run_dir: Path
-    best_epoch: int
-    best_score: float
-    monitor: str
-    history: list[dict]
-    stopped_early: bool
-    best_metrics: dict
-    seconds: float
-
-
-def fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: bool = False,
-        overwrite: bool = False, progress: bool = True, stop_after: int | None = None
-        ) -> FitResult:
-    """Train a model as configured (see :func:`_fit`). A run that fails before its first
-    checkpoint leaves nothing behind (:class:`~musicaffect.training.rundir.RunClaim`)."""
-    claims: list = []
-    try:
-        return _fit(cfg, data_root, run_dir, resume=resume, overwrite=overwrite,
-                    progress=progress, stop_after=stop_after, _claims=claims)
-    except BaseException:
-        for claim in claims:
-            claim.abort()
-        raise
-
-
-def _fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: bool = False,
-         overwrite: bool = False, progress: bool = True, stop_after: int | None = None,
-         _claims: list | None = None) -> FitResult:
-    """Train a model as configured; writes checkpoints, metrics.csv, TensorBoard, curves.
+def fit_deep(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *,
+             resume: bool = False, overwrite: bool = False, progress: bool = True,
+             stop_after: int | None = None, callbacks: list[Callback] | None = None
+             ) -> FitResult:
+    """Train a network as configured; writes checkpoints, metrics.csv, TensorBoard, curves.
+    A run that fails before its first checkpoint leaves nothing behind
+    (:class:`~musicaffect.training.rundir.RunClaim`).
 
     Parameters
     ----------
@@ -316,51 +132,110 @@ def _fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: 
         ``overwrite`` only replaces a run folder, after the new run's first checkpoint.
     stop_after : int, optional
         Stop (as if interrupted) after this many epochs of this call; for tests of resume.
+    callbacks : list of Callback, optional
+        Instead of :func:`~musicaffect.training.callbacks.default_callbacks` (the first must
+        be the EarlyStopping that picks the best epoch).
     """
-    if cfg.model.name in ("classical", "ensemble"):   # no network: no Fabric, no epochs
-        from musicaffect.ensemble import fit_ensemble
-        from musicaffect.training.classical import fit_classical
+    trainer = Trainer(cfg, data_root, run_dir, progress=progress)
+    try:
+        trainer.setup(resume=resume, overwrite=overwrite, callbacks=callbacks)
+        return trainer.run(stop_after=stop_after)
+    except BaseException:
+        if trainer.claim is not None:
+            trainer.claim.abort()
+        raise
 
-        other = fit_classical if cfg.model.name == "classical" else fit_ensemble
-        return other(cfg, data_root, run_dir, resume=resume, overwrite=overwrite,
-                     progress=progress)
-    from tqdm.auto import tqdm
 
-    from musicaffect.training.losses import build_loss
-    from musicaffect.training.rundir import RunClaim, check_resume, plan_run_dir
+class Trainer:
+    """One deep run: :meth:`setup` builds (or resumes) the model, optimizer, loss, loaders
+    and callbacks; :meth:`run` is the loop. Callbacks read its attributes (``cfg``, ``data``,
+    ``run_dir``, ``raw_model``, ``optimizer``, ``loss_fn``, ``history``, ``early``,
+    ``claim``) and may set ``eval_model`` / ``best_source`` (the weights validated and saved
+    as ``best.pt``)."""
 
-    run_dir = Path(run_dir)
-    cfg.validate()
-    fabric = make_fabric(cfg)
-    fabric.launch()
-    _share_cpu_threads(fabric, cfg.train.num_nodes)
-    rank0 = fabric.global_rank == 0
-    plan = None
-    if rank0:   # only looks: nothing is written before the data and the model are ready
-        plan = plan_run_dir(run_dir, data_root=data_root, resume=resume, overwrite=overwrite)
-    has_last = fabric.broadcast(bool(plan and plan.resumes), src=0)
-    fabric.barrier()
-    fabric.seed_everything(cfg.seed, workers=True, verbose=False)
+    def __init__(self, cfg: RunConfig, data_root, run_dir, *, progress: bool = True):
+        self.cfg, self.data_root, self.run_dir = cfg, data_root, Path(run_dir)
+        self.progress = progress
+        self.claim = None
 
-    data = _prepare_data_ranked(fabric, cfg, data_root)
-    # the parameters the data's features were made with travel with the model (predict)
-    feature_params = root_feature_params(data_root).to_dict()
-    model = build_run_model(cfg, data)
-    lc = cfg.loss
-    class_weights, sample_weights = _balance(cfg, data, model)
-    loss_fn = build_loss(data.tasks, regression=lc.regression, bounded=lc.bounded,
-                         rank_weight=lc.rank_weight, weights=lc.weights,
-                         learn_weights=lc.learn_weights, label_smoothing=lc.label_smoothing,
-                         targets=data.vocab.targets, class_weights=class_weights)
-    optimizer = build_optimizer(cfg, list(model.parameters()) + list(loss_fn.parameters()))
+    def setup(self, *, resume: bool, overwrite: bool, callbacks=None) -> None:
+        from musicaffect.training.losses import build_loss
+        from musicaffect.training.rundir import RunClaim, plan_run_dir
 
-    history: list[dict] = []
-    start_epoch = 0
-    monitor = cfg.train.monitor
-    early = EarlyStopping(monitor in MINIMISE, cfg.train.patience)
-    if has_last:
-        last = load_checkpoint(run_dir, which="last")
-        check_resume(run_dir, cfg, model, last)
+        cfg = self.cfg
+        cfg.validate()
+        fabric = self.fabric = make_fabric(cfg)
+        fabric.launch()
+        _share_cpu_threads(fabric, cfg.train.num_nodes)
+        self.rank0 = fabric.global_rank == 0
+        plan = None
+        if self.rank0:   # only looks: nothing is written before the data and the model are ready
+            plan = plan_run_dir(self.run_dir, data_root=self.data_root, resume=resume,
+                                overwrite=overwrite)
+        has_last = fabric.broadcast(bool(plan and plan.resumes), src=0)
+        fabric.barrier()
+        fabric.seed_everything(cfg.seed, workers=True, verbose=False)
+
+        data = self.data = _prepare_data_ranked(fabric, cfg, self.data_root)
+        # the parameters the data's features were made with travel with the model (predict)
+        self.feature_params = root_feature_params(self.data_root).to_dict()
+        model = build_run_model(cfg, data)
+        lc = cfg.loss
+        class_weights, sample_weights = _balance(cfg, data, model)
+        loss_fn = build_loss(data.tasks, regression=lc.regression, bounded=lc.bounded,
+                             rank_weight=lc.rank_weight, weights=lc.weights,
+                             learn_weights=lc.learn_weights,
+                             label_smoothing=lc.label_smoothing,
+                             targets=data.vocab.targets, class_weights=class_weights)
+        optimizer = build_optimizer(cfg, list(model.parameters()) + list(loss_fn.parameters()))
+        self.history: list[dict] = []
+        self.start_epoch = 0
+        self.early = EarlyStopping(cfg.train.monitor in MINIMISE, cfg.train.patience,
+                                   monitor=cfg.train.monitor)
+        self.callbacks = list(callbacks) if callbacks is not None else default_callbacks(
+            cfg, self.early)
+        self.early = self.callbacks[0]
+        if has_last:
+            self._resume(model, optimizer, loss_fn)
+        _check_batches(cfg, data, fabric.world_size)
+        self.claim = RunClaim(plan) if self.rank0 else None
+        if self.claim is not None:   # training starts: claim the folder (a replacement goes beside)
+            self.run_dir = self.claim.claim(cfg)
+            if data.dataset.skipped:
+                from musicaffect.data.layout import write_skipped
+
+                path = write_skipped(data.dataset.skipped, self.run_dir / "skipped.tsv")
+                log.warning("%d bad clip(s) or label row(s) skipped; listed in %s",
+                            len(data.dataset.skipped), path)
+
+        self.model, self.optimizer = fabric.setup(model, optimizer)
+        self.loss_fn = loss_fn.to(fabric.device)
+        self.sampler = EpochBatchSampler(
+            data.train_idx, batch_size=cfg.train.batch_size, seed=cfg.seed,
+            rank=fabric.global_rank, world=fabric.world_size,
+            max_batches=cfg.train.max_batches_per_epoch, weights=sample_weights)
+        self.train_set = data.dataset
+        if cfg.data.chunk_frames is not None:
+            from musicaffect.data.dataset import RandomWindows
+
+            self.train_set = RandomWindows(data.dataset, cfg.data.chunk_frames, seed=cfg.seed)
+        self.train_loader = make_loader(self.train_set, self.sampler,
+                                        num_workers=cfg.data.num_workers,
+                                        max_length=cfg.data.max_length)
+        self.val_loader = make_loader(data.val, None, batch_size=cfg.train.batch_size,
+                                      num_workers=cfg.data.num_workers,
+                                      max_length=cfg.data.max_length)
+        self.raw_model = self.model.module if hasattr(self.model, "module") else self.model
+        # the weights that are validated and saved as best.pt (the EMA callback: its average)
+        self.eval_model, self.best_source = self.model, self.raw_model
+        self._callbacks("on_fit_start")
+
+    def _resume(self, model, optimizer, loss_fn) -> None:
+        """Model, optimizer, loss, history, callbacks and RNG state from ``last.pt``."""
+        from musicaffect.training.rundir import check_resume
+
+        last = load_checkpoint(self.run_dir, which="last")
+        check_resume(self.run_dir, self.cfg, model, last)
         try:
             model.load_state_dict(last["state_dict"])
             optimizer.load_state_dict(last["optimizer"])
@@ -369,279 +244,88 @@ def _fit(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *, resume: 
             raise CheckpointError(f"{last['path']}: does not fit this run's model ("
                                   f"{str(err).splitlines()[0]}); start again with "
                                   "--overwrite or another --out") from None
-        history = list(last["history"])
-        early = EarlyStopping.from_dict(last["early"], minimise=early.minimise,
-                                        patience=cfg.train.patience)
-        start_epoch = int(last["epoch"]) + 1
+        self.history = list(last["history"])
+        for cb in self.callbacks:
+            cb.load_state_dict(last)
+        self.start_epoch = int(last["epoch"]) + 1
         torch.set_rng_state(last["rng"]["torch"])
-        log.info("resuming %s from epoch %d", run_dir, start_epoch)
-    _check_batches(cfg, data, fabric.world_size)
-    claim = RunClaim(plan) if rank0 else None
-    if claim is not None:   # training starts: claim the folder (a replacement goes beside)
-        if _claims is not None:
-            _claims.append(claim)
-        run_dir = claim.claim(cfg)
-        if data.dataset.skipped:
-            from musicaffect.data.layout import write_skipped
+        log.info("resuming %s from epoch %d", self.run_dir, self.start_epoch)
 
-            path = write_skipped(data.dataset.skipped, run_dir / "skipped.tsv")
-            log.warning("%d bad clip(s) or label row(s) skipped; listed in %s",
-                        len(data.dataset.skipped), path)
+    def _callbacks(self, hook: str, *args) -> None:
+        for cb in self.callbacks:
+            if self.rank0 or not cb.rank_zero_only:
+                getattr(cb, hook)(self, *args)
 
-    model, optimizer = fabric.setup(model, optimizer)
-    loss_fn = loss_fn.to(fabric.device)
-    sampler = EpochBatchSampler(data.train_idx, batch_size=cfg.train.batch_size, seed=cfg.seed,
-                                rank=fabric.global_rank, world=fabric.world_size,
-                                max_batches=cfg.train.max_batches_per_epoch,
-                                weights=sample_weights)
-    train_set = data.dataset
-    if cfg.data.chunk_frames is not None:
-        from musicaffect.data.dataset import RandomWindows
+    def run(self, *, stop_after: int | None = None) -> FitResult:
+        """The loop: epochs of training steps, then validation and the callbacks."""
+        cfg, t_start, epochs_run, stopped_early = self.cfg, time.perf_counter(), 0, False
+        for epoch in range(self.start_epoch, cfg.train.epochs):
+            if stop_after is not None and epochs_run >= stop_after:
+                break
+            if any(cb.should_stop for cb in self.callbacks):
+                stopped_early = True
+                break
+            t0 = time.perf_counter()
+            train_loss = self.train_epoch(epoch)
+            val_res = predict_outputs(self.eval_model, self.val_loader, fabric=self.fabric,
+                                      **window_options(cfg))
+            metrics = {"epoch": epoch, "train_loss": float(train_loss),
+                       "val_loss": _loss_from_outputs(self.loss_fn, val_res, self.data.tasks),
+                       "lr": self.optimizer.param_groups[0]["lr"],
+                       "seconds": time.perf_counter() - t0}
+            metrics.update({f"val_{k}": v for k, v in outputs_metrics(
+                val_res, self.data.tasks, bounded=cfg.loss.bounded,
+                classes=self.data.vocab.classes).items()})
+            if cfg.loss.learn_weights:
+                metrics.update({f"w_{k}": v for k, v in self.loss_fn.current_weights().items()})
+            self.history.append(metrics)
+            self._callbacks("on_epoch_end", metrics)
+            self.fabric.barrier()
+            epochs_run += 1
+        else:
+            stopped_early = any(cb.should_stop for cb in self.callbacks)
+        self._callbacks("on_fit_end")
+        if self.claim is not None and not self.claim.committed:   # no epoch ran: leave nothing
+            self.claim.abort()
+        early = self.early
+        best_metrics = next((h for h in self.history if h["epoch"] == early.best_epoch), {})
+        result = FitResult(self.run_dir, int(early.best_epoch), float(early.best or 0.0),
+                           cfg.train.monitor, self.history, stopped_early, best_metrics,
+                           time.perf_counter() - t_start)
+        if self.rank0 and self.history:
+            result.write_summary()
+            save_curves(self.history, self.run_dir)
+        return result
 
-        train_set = RandomWindows(data.dataset, cfg.data.chunk_frames, seed=cfg.seed)
-    train_loader = make_loader(train_set, sampler, num_workers=cfg.data.num_workers,
-                               max_length=cfg.data.max_length)
-    val_loader = make_loader(data.val, None, batch_size=cfg.train.batch_size,
-                             num_workers=cfg.data.num_workers, max_length=cfg.data.max_length)
-    writer = _tensorboard(run_dir) if rank0 else None
-    if claim is not None:   # the event file is reopened where a replacement run moves to
-        claim.before_swap.append(writer.close)
-        claim.after_swap.append(lambda path: writer.reopen(path))
-    raw_model = model.module if hasattr(model, "module") else model
-    head_sizes = raw_model.tasks
-    ema = None
-    if cfg.train.ema > 0:
-        from musicaffect.training.recipe import WeightEMA
+    def train_epoch(self, epoch: int) -> torch.Tensor:
+        """One epoch of optimisation steps; returns the mean training loss (all processes)."""
+        from tqdm.auto import tqdm
 
-        ema = WeightEMA(raw_model, cfg.train.ema)
-        if has_last:
-            if "ema" not in last:
-                raise CheckpointError(f"{run_dir}: its last.pt has no EMA weights, but the "
-                                      "config sets train.ema; resume with the run's own "
-                                      "config.yaml")
-            ema.load_state_dict(last["ema"])
-    # the weights that are validated and saved as best.pt: the average when EMA is on
-    eval_model = ema.module if ema is not None else model
-    best_source = ema.module if ema is not None else raw_model
-    t_start = time.perf_counter()
-    epochs_run = 0
-    stopped_early = False
-
-    for epoch in range(start_epoch, cfg.train.epochs):
-        if stop_after is not None and epochs_run >= stop_after:
-            break
-        if early.should_stop:
-            stopped_early = True
-            break
-        t0 = time.perf_counter()
-        for g in optimizer.param_groups:
+        cfg = self.cfg
+        for g in self.optimizer.param_groups:
             g["lr"] = cfg.train.lr * lr_factor(epoch, epochs=cfg.train.epochs,
                                                schedule=cfg.train.scheduler,
                                                warmup=cfg.train.warmup_epochs)
-        sampler.set_epoch(epoch)
-        if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch)
-        model.train()
+        self.sampler.set_epoch(epoch)
+        if hasattr(self.train_set, "set_epoch"):
+            self.train_set.set_epoch(epoch)
+        self.model.train()
         total, count = 0.0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False,
-                   disable=not (progress and rank0), unit="batch")
+        bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                   leave=False, disable=not (self.progress and self.rank0), unit="batch")
         for b, batch in enumerate(bar):
-            augment = _mixup(cfg, head_sizes, epoch, b) if cfg.train.mixup > 0 else None
-            loss = train_step(model, optimizer, loss_fn, batch, fabric,
+            augment = _mixup(cfg, self.raw_model.tasks, epoch, b) if cfg.train.mixup > 0 \
+                else None
+            loss = train_step(self.model, self.optimizer, self.loss_fn, batch, self.fabric,
                               grad_clip=cfg.train.grad_clip, augment=augment)
-            if ema is not None:
-                ema.update(raw_model)
+            self._callbacks("on_batch_end")
             total += float(loss) * len(batch["ids"])
             count += len(batch["ids"])
             bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
         if count == 0:
             raise RunError(f"epoch {epoch + 1} trained on zero batches: check "
                            "train.max_batches_per_epoch and the training split")
-        train_loss = fabric.all_reduce(torch.tensor(total / max(count, 1)), reduce_op="mean")
-        val_res = predict_outputs(eval_model, val_loader, fabric=fabric,
-                                  **window_options(cfg))
-        val_loss = _loss_from_outputs(loss_fn, val_res, data.tasks)
-        metrics = {"epoch": epoch, "train_loss": float(train_loss), "val_loss": val_loss,
-                   "lr": optimizer.param_groups[0]["lr"],
-                   "seconds": time.perf_counter() - t0}
-        metrics.update({f"val_{k}": v for k, v in
-                        outputs_metrics(val_res, data.tasks, bounded=cfg.loss.bounded,
-                                        classes=data.vocab.classes).items()})
-        if cfg.loss.learn_weights:
-            metrics.update({f"w_{k}": v for k, v in loss_fn.current_weights().items()})
-        history.append(metrics)
-        improved = early.update(metrics[monitor], epoch)
-        if rank0:
-            ckpt_args = dict(classes=data.vocab.classes, epoch=epoch,
-                             metrics=_numeric(metrics), data_info=data.info,
-                             targets=[t for t in data.tasks if t != GENRE_TASK],
-                             vocab=data.vocab.to_dict(), feature_params=feature_params)
-            if improved:
-                atomic_save(make_checkpoint(best_source, cfg.to_dict(), **ckpt_args),
-                            run_dir / "checkpoints" / "best.pt")
-            extra = {"ema": ema.state_dict()} if ema is not None else {}
-            atomic_save(make_checkpoint(
-                raw_model, cfg.to_dict(), **ckpt_args, optimizer=optimizer.state_dict(),
-                loss_state=loss_fn.state_dict(), history=history, early=early.to_dict(),
-                rng={"torch": torch.get_rng_state()}, **extra),
-                run_dir / "checkpoints" / "last.pt")
-            _write_csv(history, run_dir / "metrics.csv")
-            for k, v in _numeric(metrics).items():
-                if k != "epoch":
-                    writer.add_scalar(k, v, epoch)
-            log.info("epoch %d: %s%s", epoch + 1, _fmt(metrics), "  *" if improved else "")
-            run_dir = claim.commit()   # a replacement takes the old run's place now
-        fabric.barrier()
-        epochs_run += 1
-    else:
-        if early.should_stop:
-            stopped_early = True
-
-    if writer is not None:
-        writer.close()
-    if claim is not None and not claim.committed:   # no epoch ran: leave nothing behind
-        claim.abort()
-    best_metrics = next((h for h in history if h["epoch"] == early.best_epoch), {})
-    result = FitResult(run_dir, int(early.best_epoch), float(early.best or 0.0), monitor,
-                       history, stopped_early, best_metrics, time.perf_counter() - t_start)
-    if rank0 and history:
-        _write_summary(result)
-        _save_curves(history, run_dir)
-    return result
-
-
-def _mixup(cfg: RunConfig, head_sizes: dict, epoch: int, batch: int) -> Callable:
-    """The batch transform of ``train.mixup`` for one batch (pure in seed, epoch, batch)."""
-    from musicaffect.training.recipe import mixup_batch
-
-    def augment(x, lengths, y):
-        x, lengths, y, _ = mixup_batch(x, lengths, y, alpha=cfg.train.mixup,
-                                       n_classes=head_sizes, seed=cfg.seed, epoch=epoch,
-                                       batch=batch)
-        return x, lengths, y
-
-    return augment
-
-
-def _balance(cfg: RunConfig, data: RunData, model) -> tuple:
-    """``(class weights of the loss, sampling weights of the training clips)`` for
-    ``train.balance`` (``loss`` / ``sampler``), from the training part's genre labels."""
-    if cfg.train.balance == "none" or GENRE_TASK not in data.tasks:
-        return None, None
-    labels = np.asarray(data.dataset.labels(GENRE_TASK))[data.train_idx]
-    if cfg.train.balance == "loss":
-        from musicaffect.training.losses import balanced_class_weights
-
-        return balanced_class_weights(labels, model.tasks[GENRE_TASK]), None
-    from musicaffect.training.recipe import balanced_sample_weights
-
-    return None, balanced_sample_weights(labels)
-
-
-def _check_batches(cfg: RunConfig, data: RunData, world: int) -> None:
-    """A run whose epochs would train on zero batches is an error (before anything starts)."""
-    n = len(EpochBatchSampler(data.train_idx, batch_size=cfg.train.batch_size, seed=cfg.seed,
-                              world=world, max_batches=cfg.train.max_batches_per_epoch))
-    if n == 0:
-        raise RunError(f"an epoch would train on zero batches ({len(data.train_idx)} training "
-                       f"clips, batch size {cfg.train.batch_size} x {world} processes, "
-                       f"max_batches_per_epoch={cfg.train.max_batches_per_epoch}); add clips "
-                       "or lower train.batch_size")
-
-
-def _prepare_data_ranked(fabric, cfg: RunConfig, data_root) -> RunData:
-    # rank 0 builds the cache first; the others then only read it
-    data = prepare_data(cfg, data_root) if fabric.global_rank == 0 else None
-    fabric.barrier()
-    return data if data is not None else prepare_data(cfg, data_root)
-
-
-def _loss_from_outputs(loss_fn, res: dict, tasks: list[str]) -> float:
-    with torch.no_grad():
-        out = {t: torch.as_tensor(res[f"out:{t}"]) for t in tasks}
-        y = {t: torch.as_tensor(res[f"y:{t}"]) for t in tasks}
-        dev = next(iter(loss_fn.parameters()), torch.zeros(0)).device
-        out = {k: v.to(dev) for k, v in out.items()}
-        y = {k: v.to(dev) for k, v in y.items()}
-        total, _ = loss_fn(out, y)
-    return float(total)
-
-
-def _numeric(m: dict) -> dict[str, float]:
-    return {k: float(v) for k, v in m.items() if isinstance(v, (int, float))}
-
-
-def _fmt(m: dict) -> str:
-    keys = [k for k in m if k not in ("epoch", "lr", "seconds")]
-    return " ".join(f"{k}={m[k]:.4f}" for k in keys) + f" ({m['seconds']:.1f}s)"
-
-
-def _write_csv(history: list[dict], path: Path) -> None:
-    keys: list[str] = []
-    for h in history:
-        keys.extend(k for k in h if k not in keys)
-    with atomic_open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(history)
-
-
-def _write_summary(result: FitResult) -> None:
-    import json
-
-    summary = {"best_epoch": result.best_epoch, "best_score": result.best_score,
-               "monitor": result.monitor, "stopped_early": result.stopped_early,
-               "epochs": len(result.history), "best_metrics": result.best_metrics,
-               "seconds": result.seconds}
-    (result.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-
-
-def _save_curves(history: list[dict], run_dir: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    from musicaffect.evaluation.plots import plot_learning_curves
-
-    fig = plot_learning_curves(history)
-    fig.savefig(run_dir / "learning_curves.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-
-def _tensorboard(run_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
-    except ImportError:  # tensorboard not installed: log only to CSV
-        return _NullWriter()
-    return _TensorBoard(run_dir)
-
-
-class _TensorBoard:
-    """A SummaryWriter in ``run_dir/tensorboard`` that can be reopened in another folder
-    (its event file is written by path, so it must be closed before the folder moves)."""
-
-    def __init__(self, run_dir: Path):
-        self.reopen(run_dir)
-
-    def reopen(self, run_dir: Path) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self._writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
-
-    def add_scalar(self, *args, **kwargs) -> None:
-        self._writer.add_scalar(*args, **kwargs)
-
-    def close(self) -> None:
-        self._writer.close()
-
-
-class _NullWriter:
-    def add_scalar(self, *args, **kwargs) -> None:
-        pass
-
-    def reopen(self, run_dir: Path) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+        return self.fabric.all_reduce(torch.tensor(total / max(count, 1)), reduce_op="mean")
 
 
 # --------------------------------------------------------------------------- overfit
@@ -691,3 +375,18 @@ def overfit(cfg: RunConfig, data_root: str | Path, *, progress: bool = True) -> 
             reached = True
             break
     return OverfitResult(losses, reached, cfg.train.overfit_loss, len(batches))
+
+
+def save_overfit(res: OverfitResult, out_dir: str | Path, *, name: str = "overfit") -> Path:
+    """The overfit check's curve (``<name>_curve.png``, the target as a line) and numbers
+    (``<name>.json``) in ``out_dir``; returns the figure's path. One owner for the CLI's
+    ``train --set train.overfit_batches=...`` and the lab's steps 5b / 7b."""
+    from musicaffect.evaluation.plots import plot_overfit_curve
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fig = save_figure(plot_overfit_curve(res.losses, threshold=res.target),
+                      out / f"{name}_curve.png")
+    (out / f"{name}.json").write_text(json.dumps(
+        {"losses": res.losses, "reached": res.reached, "target": res.target}))
+    return fig

@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from musicaffect.config import RESUME_FREE, keys_with
 from musicaffect.errors import RunError
 from musicaffect.paths import check_output_dir
 
@@ -41,28 +42,22 @@ log = logging.getLogger(__name__)
 #: file that marks a folder as a musicaffect run folder (written when training starts)
 MARKER = ".musicaffect-run"
 
-#: config keys that may change when a run is resumed (they do not change what is trained,
-#: only how long, where, or how fast)
-RESUME_FREE_KEYS = frozenset({
-    "name", "train.epochs", "train.patience", "data.num_workers", "data.cache_dir",
-    "data.use_cache", "train.accelerator", "train.devices", "train.num_nodes",
-    "train.strategy", "train.precision", "train.overfit_batches", "train.overfit_epochs",
-    "train.overfit_loss", "model.params.impl",
-})
+#: config keys that may change when a run is resumed (the fields marked
+#: :data:`~musicaffect.config.RESUME_FREE`: they change how long, where or how fast, not what)
+RESUME_FREE_KEYS = keys_with(RESUME_FREE)
 
 
 def last_checkpoint(run_dir: Path) -> Path:
     return run_dir / "checkpoints" / "last.pt"
 
 
-#: files that show a run holds a finished model (deep: ``last.pt``, written with every
-#: checkpoint; classical: its JSON; ensemble: ``ensemble.json``)
-MODEL_FILES = ("checkpoints/last.pt", "checkpoints/best.classical.json", "ensemble.json")
-
-
 def has_checkpoint(run_dir: Path) -> bool:
-    """True when the run in ``run_dir`` got as far as its first checkpoint (or model)."""
-    return any((Path(run_dir) / f).is_file() for f in MODEL_FILES)
+    """Whether ``run_dir`` holds a checkpoint or a finished model, of any family (deep:
+    ``last.pt``, written with every checkpoint; classical: its JSON; ensemble:
+    ``ensemble.json``: each family's ``checkpoint_files``)."""
+    from musicaffect.families.registry import checkpoint_files
+
+    return any((Path(run_dir) / f).is_file() for f in checkpoint_files())
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:
