@@ -3,6 +3,7 @@ never import higher ones, so each can be read, tested and reused without the oth
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 from pathlib import Path
@@ -38,7 +39,114 @@ def test_data_and_models_import_neither_training_nor_evaluation(graph, low):
 
 def test_data_imports_no_model_and_no_pipeline(graph):
     assert not graph["data"] & {"models", "training", "evaluation", "config", "cli", "lab",
-                                "suites", "ensemble"}
+                                "suites", "families"}
+
+
+# ----------------------------------------------------------------------------- module cycles
+
+PACKAGE = ROOT / "src" / "musicaffect"
+
+
+def module_graph(pkg: Path = PACKAGE) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports, read from the AST: imports inside
+    functions count (they are dependencies all the same), relative imports are resolved and
+    ``from package import name`` counts as the submodule ``name`` when there is one."""
+    files = {}
+    for f in pkg.rglob("*.py"):
+        rel = f.relative_to(pkg.parent).with_suffix("")
+        parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+        files[".".join(parts)] = f
+    edges: dict[str, set[str]] = {}
+    for name, f in files.items():
+        here = name.split(".") if f.name == "__init__.py" else name.split(".")[:-1]
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(here[: len(here) - node.level + 1] if node.level else [])
+                mod = ".".join(p for p in (base, node.module or "") if p)
+                targets = [mod] + [f"{mod}.{a.name}" for a in node.names]
+            else:
+                continue
+            for t in targets:
+                while t and t not in files:        # an attribute, not a module: its module
+                    t = t.rpartition(".")[0]
+                if t and t != name and t != pkg.name:
+                    deps.add(t)
+        edges[name] = deps
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_cycle_check_finds_a_cycle():
+    # a check that cannot fail proves nothing: a made-up circle through a function import
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    edges = module_graph()
+    assert "musicaffect.training.engine" in edges["musicaffect.families.deep"]
+
+
+def test_no_import_cycle_in_the_package():
+    assert cycles(module_graph()) == []
+
+
+# ----------------------------------------------------------------------------- families
+
+#: modules that may name a model family: the families, the registry, the members' models
+FAMILY_MODULES = ("musicaffect.families", "musicaffect.models.classical")
+
+
+def test_no_code_outside_the_families_compares_a_family_name():
+    from musicaffect.families.registry import families
+
+    names = {f.name for f in families()}
+    offenders = []
+    for f in PACKAGE.rglob("*.py"):
+        mod = ".".join(f.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if mod.startswith(FAMILY_MODULES):
+            continue
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Compare):
+                consts = [n for n in (node.left, *node.comparators)
+                          if isinstance(n, ast.Constant)
+                          or isinstance(n, (ast.Tuple, ast.List, ast.Set))]
+                values = {c.value for n in consts
+                          for c in ([n] if isinstance(n, ast.Constant) else n.elts)
+                          if isinstance(c, ast.Constant)}
+                if values & names:
+                    offenders.append(f"{mod}:{node.lineno}")
+    assert offenders == [], offenders
 
 
 def test_process_tuning_is_the_programs(graph):
