@@ -64,11 +64,9 @@ def evaluate(checkpoint: str | Path | list[str | Path], data_root: str | Path, *
     cfg = first.cfg
     tasks = pred.tasks
     # one path: the run as loaded (an ensemble folder is itself a member, with its name)
-    run_dir, name = first.run_dir, cfg.name
-    if len(paths) == 1:
-        run_dir, name = pred.sources[0].run_dir, pred.sources[0].name
-    else:
-        name = "+".join(pred.names)
+    run_dir, name = pred.sources[0].run_dir, pred.sources[0].name
+    if len(paths) > 1:
+        run_dir, name = first.run_dir, "+".join(pred.names)
     if cfg.data.dataset == "genre":
         rate = rate or cfg.data.rate
         where = f"genre-{rate}-test"
