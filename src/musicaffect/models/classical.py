@@ -19,8 +19,8 @@ the run's split only; the validation part is held out exactly as for the deep mo
 ``evaluate`` on affect runs scores clips the model never saw.
 
 A run is configured like any other (``model.name: classical``, ``model.params: {estimator:
-svm, ...}``) and trained by ``musicaffect train`` (``fit`` dispatches to
-:func:`musicaffect.training.classical.fit_classical`). Its run folder
+svm, ...}``) and trained by ``musicaffect train`` (the family registry dispatches to
+:func:`musicaffect.families.classical.fit_classical`). Its run folder
 holds ``config.yaml``, ``metrics.csv``, ``summary.json`` and ``checkpoints/`` with
 ``best.classical.json`` (config, feature recipe, per-task model files and their SHA-256) and
 per-task model files, written without pickle: linear models as their coefficients in
@@ -102,10 +102,6 @@ def classical_params(params: dict) -> ClassicalParams:
     if p.class_weight not in (None, "balanced"):
         raise ConfigError("model.params.class_weight must be null or balanced")
     return p
-
-
-def is_classical_run(run_dir: str | os.PathLike) -> bool:
-    return (Path(run_dir) / "checkpoints" / CLASSICAL_FILE).is_file()
 
 
 # --------------------------------------------------------------------------- features
