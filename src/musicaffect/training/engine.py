@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,8 +117,8 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool,
 
 def fit_deep(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *,
              resume: bool = False, overwrite: bool = False, progress: bool = True,
-             stop_after: int | None = None, callbacks: list[Callback] | None = None
-             ) -> FitResult:
+             stop_after: int | None = None, callbacks: list[Callback] | None = None,
+             build_model: Callable | None = None) -> FitResult:
     """Train a network as configured; writes checkpoints, metrics.csv, TensorBoard, curves.
     A run that fails before its first checkpoint leaves nothing behind
     (:class:`~musicaffect.training.rundir.RunClaim`).
@@ -135,8 +136,13 @@ def fit_deep(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *,
     callbacks : list of Callback, optional
         Instead of :func:`~musicaffect.training.callbacks.default_callbacks` (the first must
         be the EarlyStopping that picks the best epoch).
+    build_model : callable, optional
+        ``build_model(cfg, data) -> MusicModel`` instead of :func:`build_run_model` (the
+        backbone registry's model): a family with its own network (e.g. a head on
+        pretrained embeddings) trains it with this loop.
     """
-    trainer = Trainer(cfg, data_root, run_dir, progress=progress)
+    trainer = Trainer(cfg, data_root, run_dir, progress=progress,
+                      build_model=build_model or build_run_model)
     try:
         trainer.setup(resume=resume, overwrite=overwrite, callbacks=callbacks)
         return trainer.run(stop_after=stop_after)
@@ -153,9 +159,10 @@ class Trainer:
     ``claim``) and may set ``eval_model`` / ``best_source`` (the weights validated and saved
     as ``best.pt``)."""
 
-    def __init__(self, cfg: RunConfig, data_root, run_dir, *, progress: bool = True):
+    def __init__(self, cfg: RunConfig, data_root, run_dir, *, progress: bool = True,
+                 build_model: Callable = build_run_model):
         self.cfg, self.data_root, self.run_dir = cfg, data_root, Path(run_dir)
-        self.progress = progress
+        self.progress, self.build_model = progress, build_model
         self.claim = None
 
     def setup(self, *, resume: bool, overwrite: bool, callbacks=None) -> None:
@@ -179,7 +186,7 @@ class Trainer:
         data = self.data = _prepare_data_ranked(fabric, cfg, self.data_root)
         # the parameters the data's features were made with travel with the model (predict)
         self.feature_params = root_feature_params(self.data_root).to_dict()
-        model = build_run_model(cfg, data)
+        model = self.build_model(cfg, data)
         lc = cfg.loss
         class_weights, sample_weights = _balance(cfg, data, model)
         loss_fn = build_loss(data.tasks, regression=lc.regression, bounded=lc.bounded,
