@@ -14,7 +14,7 @@ from musicaffect.config import (
     preset_names,
     save_config,
 )
-from musicaffect.data.labels import resolve_targets
+from musicaffect.data.vocab import resolve_targets
 from musicaffect.data.loading import EpochBatchSampler
 from musicaffect.errors import ConfigError
 from musicaffect.training.engine import lr_factor
