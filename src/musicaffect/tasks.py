@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from musicaffect.errors import ConfigError
+from musicaffect.errors import ConfigError, DataError
 
 MULTICLASS = "multiclass"
 BINARY = "binary"
@@ -182,8 +182,8 @@ class TaskSpec:
             try:
                 return self.classes.index(value)
             except ValueError:
-                raise ConfigError(f"class {value!r} is not one of task {self.name!r}'s "
-                                  f"classes ({', '.join(self.classes)})") from None
+                raise DataError(f"genre class {value!r} is not in this vocabulary "
+                                f"({', '.join(self.classes)})") from None
         return float(value)
 
     @property
@@ -272,3 +272,11 @@ def spec_from_output(name: str, output, *, bounded: bool = False) -> TaskSpec:
     if np.ndim(output) == 2:
         return multiclass(name, [f"class {i}" for i in range(np.shape(output)[1])])
     return TaskSpec(name, REGRESSION, bounded=bounded)
+
+
+def legacy_specs(tasks, *, classes, bounded: bool = False) -> dict[str, TaskSpec]:
+    """Specs of plain task names, as runs read them before task specs (and as callers that
+    pass no spec still do): the class task multiclass over ``classes``, any other task
+    regression with ``bounded``."""
+    return {t: (multiclass(t, classes) if is_class_task(t) else
+                TaskSpec(t, REGRESSION, bounded=bounded)) for t in tasks}

@@ -17,14 +17,7 @@ import numpy as np
 import torch
 
 from musicaffect.data.labels import CLASSES
-from musicaffect.tasks import (
-    REGRESSION,
-    TaskSpec,
-    is_class_task,
-    multiclass,
-    scalar_tasks,
-    spec_from_output,
-)
+from musicaffect.tasks import TaskSpec, legacy_specs, scalar_tasks, spec_from_output
 
 
 def window_options(cfg) -> dict:
@@ -123,8 +116,8 @@ def outputs_metrics(res: dict, tasks: list[str], *, bounded: bool = False,
     """
     from musicaffect.evaluation.metrics import classification_metrics, regression_metrics
 
-    specs = dict(specs) if specs is not None else legacy_specs(tasks, bounded=bounded,
-                                                               classes=classes)
+    specs = dict(specs) if specs is not None else legacy_specs(
+        tasks, bounded=bounded, classes=classes if classes is not None else CLASSES)
     specs = {t: specs[t] for t in tasks}
     m: dict[str, float] = {}
     for t, spec in specs.items():
@@ -151,15 +144,6 @@ def outputs_metrics(res: dict, tasks: list[str], *, bounded: bool = False,
     return m
 
 
-def legacy_specs(tasks, *, bounded: bool = False, classes=None) -> dict[str, TaskSpec]:
-    """Specs of plain task names, as runs read them before task specs (and as callers
-    that pass no spec still do): ``genre`` multiclass over ``classes`` (default the lab's),
-    any other task regression with ``bounded``."""
-    names = tuple(classes) if classes is not None else CLASSES
-    return {t: (multiclass(t, names) if is_class_task(t) else
-                TaskSpec(t, REGRESSION, bounded=bounded)) for t in tasks}
-
-
 def predict_transform(task: str | TaskSpec, output, bounded: bool = False):
     """Turn a raw model output into a prediction on the task's scale.
 
@@ -167,7 +151,8 @@ def predict_transform(task: str | TaskSpec, output, bounded: bool = False):
     ----------
     task : TaskSpec or str
         The task's spec (:meth:`~musicaffect.tasks.TaskSpec.transform` does the work), or
-        a plain name read by :func:`legacy_specs` (``"genre"`` or a regression target).
+        a plain name read by :func:`~musicaffect.tasks.legacy_specs` (``"genre"`` or a
+        regression target).
     output : torch.Tensor or np.ndarray [shape=(B, C) for multiclass, (B,) otherwise]
         Raw model output.
     bounded : bool
