@@ -21,7 +21,8 @@ def write_report(out: Path, d: dict, steps: tuple[str, ...]) -> Path:
     """Write ``report.html`` and ``report.md`` into ``out`` from the lab's record ``d`` (the
     contents of ``lab_state.json``); ``steps``: the lab's steps in order. Returns the HTML
     path."""
-    from musicaffect.evaluation.report import Report, device_description, software_versions
+    from musicaffect.evaluation.environment import device_description, software_versions
+    from musicaffect.evaluation.report import Report
 
     def step(name: str) -> dict:
         return d.get("steps", {}).get(name, {})
