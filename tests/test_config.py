@@ -14,8 +14,8 @@ from musicaffect.config import (
     preset_names,
     save_config,
 )
-from musicaffect.data.labels import resolve_targets
 from musicaffect.data.loading import EpochBatchSampler
+from musicaffect.data.vocab import resolve_targets
 from musicaffect.errors import ConfigError
 from musicaffect.training.engine import lr_factor
 
@@ -112,6 +112,16 @@ def test_yaml_round_trip(tmp_path):
 
 def test_parse_override_nested():
     assert parse_override("a.b.c=3") == {"a": {"b": {"c": 3}}}
+
+
+@pytest.mark.parametrize("override, key", [("train.lr=0", "train.lr"),
+                                           ("train.lr=-1e-3", "train.lr"),
+                                           ("data.chunk_frames=0", "data.chunk_frames"),
+                                           ("train.batch_size=0", "train.batch_size")])
+def test_learning_rate_and_chunk_frames_have_one_range_check(override, key):
+    """One rule each (config.NUMERIC_RULES), one message naming the key and the range."""
+    with pytest.raises(ConfigError, match=rf"^{key}=.* is out of range: it must be"):
+        load_config(None, [override])
 
 
 def test_resolve_targets():

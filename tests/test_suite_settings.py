@@ -23,7 +23,48 @@ def test_budgets_are_read_from_yaml():
 
 
 def test_settings_files_are_not_presets():
-    assert not {"budgets", "suites", "settings"} & set(preset_names())
+    assert not {"budgets", "suites", "references", "settings"} & set(preset_names())
+
+
+def test_nothing_is_read_at_import_time():
+    import subprocess
+    import sys
+
+    code = ("import musicaffect.suites, musicaffect.cli, musicaffect.lab\n"
+            "from musicaffect.settings import read_settings\n"
+            "print(read_settings.cache_info().currsize)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "0"
+
+
+def test_the_cli_offers_the_budgets_of_budgets_yaml(monkeypatch):
+    import argparse
+
+    from musicaffect import settings
+    from musicaffect.cli import build_parser
+
+    monkeypatch.setattr(settings, "budget_names", lambda: ["tiny", "huge"])
+    monkeypatch.setattr("musicaffect.cli.cv_cmds.budget_names", settings.budget_names)
+    monkeypatch.setattr("musicaffect.cli.lab_cmds.budget_names", settings.budget_names)
+    monkeypatch.setattr("musicaffect.cli.train_cmds.budget_names", settings.budget_names)
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    offered = {name: next(a.choices for a in p._actions if a.dest == "budget")
+               for name, p in subs.choices.items()
+               if any(a.dest == "budget" for a in p._actions)}
+    assert len(offered) >= 3 and all(c == ["tiny", "huge"] for c in offered.values())
+
+
+def test_reference_numbers_are_data():
+    from musicaffect.settings import affect_references, genre_references
+
+    genre = genre_references()
+    assert genre["lstm-beat-mel"] == ("LSTM", "beat mel", 0.37, 0.28)
+    assert genre["rescnn-genre"][2:] == (None, None)
+    assert list(genre)[0] == "lstm-full-mel" and list(genre)[-1] == "best-genre"
+    assert affect_references()["CNN multitask"] == (0.67, 0.79, 0.77, 0.74)
+    assert suites.GENRE_SUITE == genre and suites.AFFECT_REFERENCE == affect_references()
 
 
 def test_suite_experiments_name_existing_presets():

@@ -18,8 +18,9 @@ from typing import Any
 
 import yaml
 
-from musicaffect.data.labels import GENRE_TASK, TARGETS, resolve_targets
+from musicaffect.data.labels import GENRE_TASK, TARGETS
 from musicaffect.errors import ConfigError
+from musicaffect.tasks import is_class_task, split_task_names
 from musicaffect.typecheck import from_mapping
 
 VIEWS = ("mel", "chroma", "fused")
@@ -154,10 +155,11 @@ class RunConfig:
         # the lab's column indices (1 valence, 2 energy, 3 danceability) become names; other
         # names are the data's own targets (checked against its labels.json when training)
         d.tasks = [_task_name(t) for t in d.tasks]
-        if d.dataset == "genre" and d.tasks != [GENRE_TASK]:
+        class_tasks, target_tasks = split_task_names(d.tasks)
+        if d.dataset == "genre" and (target_tasks or len(class_tasks) != 1):
             raise ConfigError("the genre folders only have genre labels: use data.tasks=[genre] "
                               "or data.dataset=multitask for regression targets")
-        if d.dataset == "multitask" and d.tasks == [GENRE_TASK]:
+        if d.dataset == "multitask" and not target_tasks:
             raise ConfigError("the multitask folders have no genre labels of their own: add "
                               f"regression targets ({', '.join(TARGETS)} on the Kaggle data) "
                               "or use data.dataset=genre")
@@ -167,27 +169,26 @@ class RunConfig:
         _choice("train.optimizer", self.train.optimizer, ("adam", "adamw"))
         _choice("train.scheduler", self.train.scheduler, ("none", "cosine"))
         _choice("train.monitor", self.train.monitor, MONITORS)
-        if self.train.monitor in ("val_accuracy", "val_macro_f1") and GENRE_TASK not in d.tasks:
+        if self.train.monitor in ("val_accuracy", "val_macro_f1") and not class_tasks:
             raise ConfigError(f"train.monitor={self.train.monitor} needs the genre task; "
                               "use val_loss or val_spearman_mean for regression")
-        if self.train.monitor == "val_spearman_mean" and d.tasks == [GENRE_TASK]:
+        if self.train.monitor == "val_spearman_mean" and not target_tasks:
             raise ConfigError("train.monitor=val_spearman_mean needs regression targets")
-        if self.train.batch_size < 1 or self.train.epochs < 1 or self.train.lr <= 0:
-            raise ConfigError("train.batch_size and train.epochs must be >= 1, train.lr > 0")
+        _check_numbers(self)       # the one range check of lr, batch_size, chunk_frames ...
         _validate_recipe(self)
-        _check_numbers(self)
         return self
 
 
 def _task_name(task: str | int) -> str:
-    if task == GENRE_TASK:
+    from musicaffect.data.vocab import check_target_name, resolve_targets
+
+    if is_class_task(task):
         return task
     if isinstance(task, int) or (isinstance(task, str) and task.strip().isdigit()):
         return resolve_targets(task)[0]
     name = str(task).strip().lower()
-    if name in ("all", GENRE_TASK):
+    if name == "all" or is_class_task(name):
         return name
-    from musicaffect.data.vocab import check_target_name
     from musicaffect.errors import DataError
 
     try:
@@ -199,10 +200,6 @@ def _task_name(task: str | int) -> str:
 def _validate_recipe(cfg: RunConfig) -> None:
     """Excerpt training and the training-recipe options (issue 12)."""
     d, t = cfg.data, cfg.train
-    if d.chunk_frames is not None:
-        if d.chunk_frames < 1:
-            raise ConfigError(f"data.chunk_frames must be a positive number of frames (or null "
-                              f"for whole clips), got {d.chunk_frames}")
     if d.chunk_hop is not None:
         if d.chunk_frames is None:
             raise ConfigError("data.chunk_hop needs data.chunk_frames (the window length)")
@@ -215,7 +212,7 @@ def _validate_recipe(cfg: RunConfig) -> None:
         raise ConfigError(f"train.mixup is the Beta(alpha, alpha) parameter, >= 0 (0 = off); "
                           f"got {t.mixup}")
     _choice("train.balance", t.balance, ("none", "sampler", "loss"))
-    if t.balance != "none" and GENRE_TASK not in d.tasks:
+    if t.balance != "none" and not split_task_names(d.tasks)[0]:
         raise ConfigError(f"train.balance={t.balance} balances genre classes; the tasks "
                           f"{d.tasks} have none (use train.balance=none)")
     if not 0.0 <= t.ema < 1.0:
@@ -232,6 +229,7 @@ NUMERIC_RULES: dict[str, tuple] = {
     "data.split_seed": (0, None, False, False),
     "data.max_length": (1, None, False, True),
     "data.num_workers": (0, None, False, False),
+    "data.chunk_frames": (1, None, False, True),
     "loss.rank_weight": (0.0, None, False, False),
     "loss.label_smoothing": (0.0, 1.0, False, False),
     "train.lr": (0.0, None, True, False),

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from musicaffect.data.arrays import select_view
-from musicaffect.data.labels import GENRE_TASK
 from musicaffect.errors import MusicAffectError
+from musicaffect.tasks import scalar_tasks
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +79,16 @@ def windows(features: np.ndarray, *, seconds: float,
     if seconds <= window_seconds or T < 2:
         return [features]
     win = max(1, int(round(T * window_seconds / seconds)))
-    hop = max(1, win // 2)
-    starts = list(range(0, T - win + 1, hop))
-    if starts[-1] + win < T:
-        starts.append(T - win)
-    return [features[:, s:s + win] for s in starts]
+    return _cut_windows(features, win, max(1, win // 2))
+
+
+def _cut_windows(x: np.ndarray, frames: int, hop: int | None) -> list[np.ndarray]:
+    """The evenly spaced windows (:func:`~musicaffect.data.windows.window_starts`) of a
+    feature-major (F, T) array, cut by :func:`~musicaffect.data.windows.cut`: (F, t) views."""
+    from musicaffect.data.windows import cut, window_starts
+
+    xt = x.T                                                        # (T, F)
+    return [cut(xt, s, frames).T for s in window_starts(x.shape[1], frames, hop)]
 
 
 def member_windows(member, feats: dict[str, np.ndarray], seconds: float) -> list[np.ndarray]:
@@ -93,10 +98,7 @@ def member_windows(member, feats: dict[str, np.ndarray], seconds: float) -> list
     d = member.cfg.data
     x = select_view(feats[d.rate], d.view)                          # (F, T)
     if d.chunk_frames is not None:
-        from musicaffect.data.windows import window_starts
-
-        return [x[:, s:s + d.chunk_frames]
-                for s in window_starts(x.shape[1], d.chunk_frames, d.chunk_hop)]
+        return _cut_windows(x, d.chunk_frames, d.chunk_hop)
     return windows(x, seconds=seconds)
 
 
@@ -113,7 +115,7 @@ def model_targets(models) -> list[str]:
     """The regression targets a Predictor's members predict, in first-seen order."""
     out: list[str] = []
     for m in models.members:
-        out += [t for t in m.tasks if t != GENRE_TASK and t not in out]
+        out += [t for t in scalar_tasks(m.specs) if t not in out]
     return out
 
 
@@ -163,9 +165,9 @@ def predict_files(models, files: list[str | Path], *, top: int = 3,
         pred.affect = {t: float(np.clip(v[0], *ranges.get(t, (-np.inf, np.inf))))
                        for t, v in res.values.items()}
         if threshold is not None:
-            kinds = {t: k for m in models.members for t, k in m.kinds.items()}
+            specs = {t: s for m in models.members for t, s in m.specs.items()}
             pred.decisions = {t: int(v >= threshold) for t, v in pred.affect.items()
-                              if kinds.get(t) == "binary"}
+                              if specs[t].has_binary_labels}
         results.append(pred)
     return results
 

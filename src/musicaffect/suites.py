@@ -24,7 +24,6 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -32,54 +31,27 @@ import yaml
 from musicaffect.config import RunConfig, load_config
 from musicaffect.data.labels import TARGETS
 from musicaffect.errors import ConfigError
+from musicaffect.settings import (
+    affect_references,
+    budget_model_params,
+    budgets,
+    genre_reference_note,
+    genre_references,
+    suite_experiments,
+)
 
 log = logging.getLogger(__name__)
 
 
-def _settings(name: str) -> dict:
-    """A settings file bundled beside the presets (``presets/settings/<name>.yaml``)."""
-    text = (resources.files("musicaffect") / "presets" / "settings" / f"{name}.yaml").read_text()
-    return yaml.safe_load(text)
-
-
-_BUDGET_FILE = _settings("budgets")
-#: Budget name -> config overrides applied on top of every preset (budgets.yaml).
-BUDGETS: dict[str, dict] = {k: dict(v.get("overrides") or {}) for k, v in _BUDGET_FILE.items()}
-#: Budget name -> model parameters that shrink each registered model (smoke runs only).
-BUDGET_MODEL_PARAMS: dict[str, dict[str, dict]] = {
-    k: dict(v["model_params"]) for k, v in _BUDGET_FILE.items() if v.get("model_params")}
-
-#: The affect suites' experiments (suites.yaml): ``affect`` and ``multitask`` are lists of
-#: ``{experiment, preset, label, extra?, transfer?}``, ``transfer`` holds ``source``,
-#: ``baseline`` (affect experiments shown above its rows) and ``variants``.
-SUITES: dict = _settings("suites")
-
-#: Lab report rows: preset -> (label, features, reference accuracy, reference macro-F1)
-GENRE_SUITE: dict[str, tuple[str, str, float | None, float | None]] = {
-    "lstm-full-mel": ("LSTM", "full mel", 0.31, 0.23),
-    "lstm-beat-mel": ("LSTM", "beat mel", 0.37, 0.28),
-    "lstm-beat-chroma": ("LSTM", "beat chroma", 0.21, 0.09),
-    "lstm-beat-fused": ("LSTM", "beat fused", 0.33, 0.26),
-    "cnn-full-mel": ("CNN", "full mel", 0.31, 0.27),
-    "rescnn-genre": ("residual CNN", "full mel", None, None),
-    "chunk-cnn-genre": ("short-chunk CNN on 3 s excerpts", "full mel", None, None),
-    "classical-logreg": ("classical: logistic regression", "full fused statistics", None,
-                         None),
-    "ensemble-genre": ("ensemble: residual CNN + logistic regression",
-                       "mel + fused statistics", None, None),
-    "best-genre": ("musicaffect best (ensemble: short-chunk CNN + logistic regression)",
-                   "mel excerpts + fused statistics", 0.45, 0.39),
-}
-GENRE_REFERENCE_NOTE = ("reference = origin report (LSTM/CNN rows) and best public student CNN "
-                        "(musicaffect row), 575-clip real test set (LAB.md)")
-
-#: Affect references (LAB.md): label -> (V, E, D, mean)
-AFFECT_REFERENCE: dict[str, tuple[float, float, float, float]] = {
-    "LSTM (beat fused)": (0.25, 0.71, 0.46, 0.47),
-    "CNN (full fused)": (0.56, 0.71, 0.67, 0.65),
-    "CNN transfer from genre": (0.59, 0.79, 0.68, 0.69),
-    "CNN multitask": (0.67, 0.79, 0.77, 0.74),
-}
+def __getattr__(name: str):
+    """The bundled settings under their former names, read on first use (nothing is read at
+    import time; :mod:`musicaffect.settings` owns them)."""
+    lazy = {"BUDGETS": budgets, "BUDGET_MODEL_PARAMS": budget_model_params,
+            "SUITES": suite_experiments, "GENRE_SUITE": genre_references, "GENRE_REFERENCE_NOTE": genre_reference_note,
+            "AFFECT_REFERENCE": affect_references}
+    if name in lazy:
+        return lazy[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -121,9 +93,9 @@ def format_table(rows: list[dict], columns: list[str], *, title: str = "", note:
 
 
 def budget_overrides(budget: str) -> dict:
-    if budget not in BUDGETS:
-        raise ConfigError(f"unknown budget {budget!r}: choose one of {', '.join(BUDGETS)}")
-    return BUDGETS[budget]
+    if budget not in budgets():
+        raise ConfigError(f"unknown budget {budget!r}: choose one of {', '.join(budgets())}")
+    return budgets()[budget]
 
 
 # --------------------------------------------------------------------------- running
@@ -186,7 +158,7 @@ def _cfg(preset: str, budget: str, overrides: list[str] | None, extra: dict | No
     if name:
         merged["name"] = name
     cfg = load_config(preset, overrides, extra=merged)
-    shrink = BUDGET_MODEL_PARAMS.get(budget, {}).get(cfg.model.name)
+    shrink = budget_model_params().get(budget, {}).get(cfg.model.name)
     if shrink:
         cfg.model.params = {**cfg.model.params, **shrink}
     return cfg
@@ -227,8 +199,8 @@ def genre_suite(data_root, out_dir, *, budget: str = "standard",
     """Lab steps 5-7: train every genre preset, evaluate on the official test set."""
     out_dir = Path(out_dir)
     rows, runs = [], {}
-    for name in presets or list(GENRE_SUITE):
-        label, feats, ref_acc, ref_f1 = GENRE_SUITE.get(name, (name, "?", None, None))
+    for name in presets or list(genre_references()):
+        label, feats, ref_acc, ref_f1 = genre_references().get(name, (name, "?", None, None))
         if on_step:
             on_step(f"genre: {name}")
         cfg = _cfg(name, budget, overrides)
@@ -243,8 +215,8 @@ def genre_suite(data_root, out_dir, *, budget: str = "standard",
     synthetic = _is_synthetic(data_root)
     columns = ["experiment", "model", "features", "accuracy", "macro_f1"]
     if references_apply(data_root, overrides):
-        note = GENRE_REFERENCE_NOTE + (" -- OUR NUMBERS ARE ON SYNTHETIC DATA, not comparable"
-                                       if synthetic else "")
+        note = genre_reference_note() + (" -- OUR NUMBERS ARE ON SYNTHETIC DATA, not "
+                                         "comparable" if synthetic else "")
         columns += ["ref_accuracy", "ref_macro_f1"]
     else:
         vocab = data_vocabulary(data_root, overrides)
@@ -264,7 +236,7 @@ def _affect_row(label: str, per_target: dict[str, float],
                 experiment: str | None = None) -> dict:
     """One row of an affect table; ``experiment`` names its run (a key of the suite's
     ``runs``)."""
-    ref = AFFECT_REFERENCE.get(label)
+    ref = affect_references().get(label)
     row: dict = {"model": label}
     for t in targets:
         row[t] = per_target.get(t)
@@ -304,7 +276,7 @@ def affect_suite(data_root, out_dir, *, budget: str = "standard",
     out_dir = Path(out_dir)
     vocab = data_vocabulary(data_root, overrides)
     rows, runs = [], {}
-    for exp in SUITES["affect"]:
+    for exp in suite_experiments()["affect"]:
         preset = exp["preset"]
         per: dict[str, float] = {}
         for t in targets or list(vocab.targets):
@@ -345,7 +317,7 @@ def _genre_source(data_root, out_dir: Path, budget, overrides, reuse, progress,
                   genre_run: str | Path | None, on_step) -> Path:
     if genre_run:
         return Path(genre_run)
-    preset = SUITES["transfer"]["source"]
+    preset = suite_experiments()["transfer"]["source"]
     if on_step:
         on_step(f"transfer: genre CNN ({preset})")
     cfg = _cfg(preset, budget, overrides)
@@ -363,7 +335,7 @@ def transfer_suite(data_root, out_dir, *, budget: str = "standard",
                            on_step)
     vocab = data_vocabulary(data_root, overrides)
     rows, runs = [], {"genre source": str(source)}
-    spec = SUITES["transfer"]
+    spec = suite_experiments()["transfer"]
     for exp in spec["variants"]:
         frozen = bool(exp.get("freeze"))
         if frozen and not freeze:
@@ -402,7 +374,7 @@ def multitask_suite(data_root, out_dir, *, budget: str = "standard",
     vocab = data_vocabulary(data_root, overrides)
     own = _own_targets(vocab)
     rows, runs = [], {"genre source": str(source)}
-    for exp in SUITES["multitask"]:
+    for exp in suite_experiments()["multitask"]:
         name = exp["experiment"]
         if on_step:
             on_step(f"multitask: {name}")
@@ -449,7 +421,7 @@ def best_run(result: SuiteResult, key: str = "mean") -> str:
 def multitask_baseline(affect: SuiteResult | None, transfer: SuiteResult | None) -> list[dict]:
     """The rows the multitask table is compared with: every affect row, then the transfer
     table's own rows (not the affect rows it repeats)."""
-    own = {e["experiment"] for e in SUITES["transfer"]["variants"]}
+    own = {e["experiment"] for e in suite_experiments()["transfer"]["variants"]}
     rows = list(affect.rows) if affect is not None else []
     if transfer is not None:
         rows += [r for r in transfer.rows if r.get("experiment") in own]

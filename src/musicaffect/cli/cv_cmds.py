@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from musicaffect.errors import ConfigError
+from musicaffect.settings import budget_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="training seeds per fold (seed=0..N-1; default 1)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the folds (default 0)")
     p.add_argument("--budget", default="standard",
-                   choices=["tiny", "quick", "standard", "full"],
+                   choices=budget_names(),
                    help="training budget of every run (default: the presets as written)")
     p.add_argument("--out", "-o", default="cv", help="output folder (default cv/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

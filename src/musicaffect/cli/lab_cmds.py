@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from musicaffect.errors import ConfigError
+from musicaffect.settings import budget_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "stopped and reuses finished runs.")
     p.add_argument("data_root", nargs="?", help="dataset root (the four Kaggle folders)")
     p.add_argument("--out", "-o", required=True, help="output folder")
-    p.add_argument("--budget", default="quick", choices=["tiny", "quick", "standard", "full"],
+    p.add_argument("--budget", default="quick", choices=budget_names(),
                    help="training budget per run (quick: minutes on a CPU; standard: the "
                         "lab's 30 epochs with early stopping)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from musicaffect.errors import ConfigError
+from musicaffect.settings import budget_names
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -77,7 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data_root", help="dataset root")
     p.add_argument("--out", "-o", default="runs", help="folder for the suite's runs")
     p.add_argument("--budget", default="standard",
-                   choices=["tiny", "quick", "standard", "full"],
+                   choices=budget_names(),
                    help="quick = a few short epochs; standard = the presets as written")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override applied to every run of the suite")

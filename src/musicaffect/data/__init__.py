@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from musicaffect.data.arrays import VIEW_ROWS, load_array, n_features, select_view
-from musicaffect.data.labels import CLASSES, GENRES20, TARGETS, resolve_targets
+from musicaffect.data.labels import CLASSES, GENRES20, TARGETS
 from musicaffect.data.layout import (
     FOLDERS,
     ClipRecord,
@@ -21,6 +21,7 @@ from musicaffect.data.layout import (
 )
 from musicaffect.data.sample import write_sample_dataset
 from musicaffect.data.splits import train_val_split
+from musicaffect.data.vocab import resolve_targets
 
 if TYPE_CHECKING:
     from musicaffect.data.cache import ClipStore

@@ -30,10 +30,12 @@ def resolve_tasks(tasks: str | int | Iterable[str | int], *, dataset: str,
 
     vocab = vocab if vocab is not None else lab_vocabulary()
     out = vocab.resolve_tasks(tasks)
-    if dataset == "genre" and out != [GENRE_TASK]:
+    specs = vocab.task_specs(out)
+    has_classes = any(s.is_multiclass for s in specs.values())
+    if dataset == "genre" and (len(out) != 1 or not has_classes):
         raise ConfigError(f"the genre dataset only has genre labels, not {out}: use "
                           f"dataset='multitask' for {', '.join(vocab.targets) or 'targets'}")
-    if dataset == "multitask" and GENRE_TASK in out and vocab.source == "kaggle":
+    if dataset == "multitask" and has_classes and vocab.source == "kaggle":
         raise ConfigError("the Kaggle multitask dataset has no genre labels: use "
                           "dataset='genre' (a data root made by build-dataset has them for "
                           "clips labelled with both)")
@@ -96,12 +98,14 @@ class SpectrogramDataset(Dataset):
         self._rows = VIEW_ROWS[view]
         self.vocab = vocab if vocab is not None else load_vocabulary(root, genre_map=genre_map)
         self.tasks = resolve_tasks(tasks, dataset=dataset, vocab=self.vocab)
+        #: the label encoding of each task (class index or float), from its spec
+        self.specs = self.vocab.task_specs(self.tasks)
         self.skipped: list[tuple[str, str]] = []
         if records is None:
             records = index_clips(root, dataset=dataset, rate=rate, split=split,
                                   skip_bad=skip_bad, mapped=True, skipped=self.skipped,
                                   vocab=self.vocab)
-            if dataset == "multitask" and GENRE_TASK in self.tasks:
+            if dataset == "multitask" and any(s.is_multiclass for s in self.specs.values()):
                 records = self._with_genres(records, skip_bad)
         records = list(records)
         self._store: ClipStore | None = None
@@ -168,19 +172,16 @@ class SpectrogramDataset(Dataset):
         out = []
         for r in self.records:
             y: dict[str, torch.Tensor] = {}
-            for task in self.tasks:
-                if task == GENRE_TASK:
-                    if r.genre10 is None and self.dataset == "multitask":
-                        y[task] = torch.tensor(-100, dtype=torch.int64)   # ignored
-                        continue
-                    if r.genre10 is None:
-                        raise DataError(f"clip {r.id} has genre {r.genre20!r}, which the "
-                                        "genre mapping drops: index the clips with "
-                                        "mapped=True", path=r.path)
-                    y[task] = torch.tensor(self.vocab.class_index(r.genre10),
-                                           dtype=torch.int64)
-                else:
-                    y[task] = torch.tensor(r.targets[task], dtype=torch.float32)
+            for task, spec in self.specs.items():
+                if spec.is_multiclass and r.genre10 is None and self.dataset != "multitask":
+                    raise DataError(f"clip {r.id} has genre {r.genre20!r}, which the "
+                                    "genre mapping drops: index the clips with "
+                                    "mapped=True", path=r.path)
+                # multiclass: the class index (-100, ignored, for a multitask clip without
+                # genre); a target: its float value
+                y[task] = torch.tensor(spec.encode(r.genre10 if spec.is_multiclass
+                                                   else r.targets[task]),
+                                       dtype=getattr(torch, spec.label_dtype))
             out.append(y)
         return out
 
@@ -199,9 +200,10 @@ class SpectrogramDataset(Dataset):
     def labels(self, task: str) -> np.ndarray:
         """Labels of every clip for one task: int64 class indices for ``"genre"`` (-100 for a
         multitask clip without genre), float32 values for a regression target; shape (n,)."""
-        if task == GENRE_TASK and task in self.tasks:
-            return np.array([self.vocab.class_index(r.genre10) if r.genre10 else -100
-                             for r in self.records], dtype=np.int64)
+        spec = self.specs.get(task)
+        if spec is not None and spec.is_multiclass:
+            return np.array([spec.encode(r.genre10 or None) for r in self.records],
+                            dtype=np.int64)
         if task in self.vocab.targets and self.dataset == "multitask":
             if any(not r.targets for r in self.records):
                 raise ConfigError(f"the {self.split} split of the multitask dataset has no "

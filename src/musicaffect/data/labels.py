@@ -5,9 +5,7 @@ Class indices are the alphabetical order of the 10 class names (Blues=0 ... Trip
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-
-from musicaffect.errors import ConfigError
+from musicaffect.tasks import CLASS_TASK
 
 #: The 20 raw FMA genre names used in the dataset's label files.
 GENRES20: tuple[str, ...] = (
@@ -34,8 +32,8 @@ CLASSES: tuple[str, ...] = tuple(sorted({c for c in CLASS_MAPPING.values() if c 
 #: Regression targets in the lab's column order (column 1, 2, 3 of the multitask label file).
 TARGETS: tuple[str, ...] = ("valence", "energy", "danceability")
 
-#: Name of the classification task in model outputs and batches.
-GENRE_TASK = "genre"
+#: Name of the classification task in model outputs and batches (owned by the task specs).
+GENRE_TASK = CLASS_TASK
 
 
 def map_genre(genre20: str) -> str | None:
@@ -46,37 +44,3 @@ def map_genre(genre20: str) -> str | None:
 def class_index(name: str) -> int:
     """Index of a lab class name (alphabetical order)."""
     return CLASSES.index(name)
-
-
-def resolve_targets(spec: str | int | Iterable[str | int]) -> list[str]:
-    """Normalise a target selection to a list of target names.
-
-    Accepts a name (``"energy"``), the lab's column index (1 = valence, 2 = energy,
-    3 = danceability), ``"all"``, a comma-separated string, or a sequence of these.
-    """
-    if isinstance(spec, str) and spec.strip().lower() == "all":
-        return list(TARGETS)
-    if isinstance(spec, (str, int)):
-        items: Sequence[str | int] = spec.split(",") if isinstance(spec, str) else [spec]
-    else:
-        items = list(spec)
-    out: list[str] = []
-    for item in items:
-        key = item.strip().lower() if isinstance(item, str) else item
-        if isinstance(key, str) and key.isdigit():
-            key = int(key)
-        if isinstance(key, int):
-            if not 1 <= key <= len(TARGETS):
-                raise ConfigError(f"target column {key} does not exist: use 1 (valence), "
-                                  "2 (energy) or 3 (danceability)")
-            name = TARGETS[key - 1]
-        elif key in TARGETS:
-            name = key
-        else:
-            raise ConfigError(f"unknown regression target {item!r}: choose from "
-                              f"{', '.join(TARGETS)} (or column 1, 2, 3)")
-        if name not in out:
-            out.append(name)
-    if not out:
-        raise ConfigError("no regression target given")
-    return out

@@ -8,15 +8,16 @@ collate. Training, evaluation and the classical models all read their data throu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from torch.utils.data import DataLoader, Sampler, Subset
 
-from musicaffect.data.labels import CLASSES, GENRE_TASK
+from musicaffect.data.labels import CLASSES
 from musicaffect.errors import ConfigError, DataError
+from musicaffect.tasks import legacy_specs, multiclass_task
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -88,6 +89,7 @@ class RunData:
     tasks: list[str]
     info: dict = field(default_factory=dict)
     vocab: object = None            # musicaffect.data.vocab.Vocabulary of the data root
+    specs: dict = field(default_factory=dict)   # task -> musicaffect.tasks.TaskSpec
 
     @property
     def train(self) -> Subset:
@@ -98,9 +100,12 @@ class RunData:
         return Subset(self.dataset, self.val_idx.tolist())
 
 
-def task_sizes(tasks: list[str], classes=CLASSES) -> dict[str, int]:
-    """Output size of each task's head (genre: number of the data's classes; regression: 1)."""
-    return {t: (len(classes) if t == GENRE_TASK else 1) for t in tasks}
+def task_sizes(tasks, classes=CLASSES) -> dict[str, int]:
+    """Output size of each task's head (``model.tasks``): ``tasks`` a name -> TaskSpec mapping
+    (its ``n_outputs``), or plain names read as the lab's (genre: the number of ``classes``;
+    a target: 1)."""
+    specs = tasks if isinstance(tasks, Mapping) else legacy_specs(tasks, classes=classes)
+    return {t: s.n_outputs for t, s in specs.items()}
 
 
 def prepare_data(cfg, data_root: str | Path) -> RunData:
@@ -122,14 +127,16 @@ def prepare_data(cfg, data_root: str | Path) -> RunData:
         raise DataError(f"the training split has {n} usable clip(s); at least 2 are needed "
                         "(check the label file and --skip-bad warnings)",
                         path=Path(data_root))
-    if cfg.loss.bounded:
-        for t in ds.tasks:
+    specs = vocab.task_specs(ds.tasks, bounded=cfg.loss.bounded)
+    for t, spec in specs.items():
+        if spec.bounded:
             lo, hi = vocab.ranges.get(t, (0.0, 1.0))
-            if t != GENRE_TASK and (lo < 0.0 or hi > 1.0):
+            if lo < 0.0 or hi > 1.0:
                 raise ConfigError(f"loss.bounded squashes outputs into [0, 1], but target {t} "
                                   f"spans [{lo:g}, {hi:g}] in this data: set loss.bounded=false "
                                   "or rescale the labels to [0, 1]")
-    stratify = ds.labels(GENRE_TASK) if (d.stratify and GENRE_TASK in ds.tasks) else None
+    class_task = multiclass_task(specs)
+    stratify = ds.labels(class_task) if (d.stratify and class_task) else None
     # clips of one group (song, artist, source file) stay on one side of the split
     by_id = load_groups(data_root, vocab)
     groups = np.array([by_id.get(r.id, f"\0{r.id}") for r in ds.records]) if by_id else None
@@ -142,7 +149,7 @@ def prepare_data(cfg, data_root: str | Path) -> RunData:
             "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
             "data_root": str(data_root), "grouped_split": groups is not None}
     return RunData(ds, np.asarray(train_idx), np.asarray(val_idx), ds.n_features,
-                   list(ds.tasks), info, vocab)
+                   list(ds.tasks), info, vocab, specs)
 
 
 def make_loader(dataset, sampler: Sampler | None, *, batch_size: int = 32,

@@ -37,14 +37,12 @@ from tqdm.auto import tqdm
 from musicaffect.data.labels import CLASS_MAPPING, CLASSES, GENRES20, TARGETS
 from musicaffect.data.layout import FOLDERS, SYNTHETIC_MARKER, genre_label_name, label_file_name
 from musicaffect.errors import DataError
+from musicaffect.features.params import FeatureParams
 
 log = logging.getLogger(__name__)
 
-#: librosa defaults the real dataset was computed with
-SR = 22050
-HOP_LENGTH = 512
-N_MELS = 128
-N_CHROMA = 12
+#: the dataset's feature parameters (the librosa defaults the real dataset was computed with)
+_PARAMS = FeatureParams()
 
 #: official test-set size per lab class (DATA_FORMAT.md); train is 4x this in ``full``
 FULL_TEST_PER_CLASS: dict[str, int] = {
@@ -153,7 +151,7 @@ def _smooth_noise(rng: np.random.Generator, n: int, *, scale: float, knots: int)
 
 def _beats(rng: np.random.Generator, n_frames: int, *, bpm: float, jitter: float) -> np.ndarray:
     """Beat frame positions, giving between 29 and 128 beats (30-129 beat segments)."""
-    period = 60.0 * SR / HOP_LENGTH / bpm  # frames per beat
+    period = 60.0 * _PARAMS.sr / _PARAMS.hop_length / bpm  # frames per beat
     n = int(np.clip(round(n_frames / period), 29, 128))
     period = n_frames / (n + 0.5)
     pos = period * (np.arange(n) + 0.5 + rng.normal(0, jitter, size=n))
@@ -170,14 +168,14 @@ def _mel(rng: np.random.Generator, style: _Style, affect: np.ndarray, beats: np.
          n_frames: int) -> np.ndarray:
     """Mel spectrogram in dB relative to its maximum, shape (128, n_frames), in [-80, 0]."""
     valence, energy, dance = affect
-    bands = np.arange(N_MELS, dtype=float)
+    bands = np.arange(_PARAMS.n_mels, dtype=float)
     # spectral envelope: tilt (energy and valence brighten), bumps, per-clip smooth deviation
     tilt = style.tilt_db * (1.35 - 0.9 * energy - 0.3 * valence) + rng.normal(0, 7)
-    env = -tilt * bands / (N_MELS - 1)
+    env = -tilt * bands / (_PARAMS.n_mels - 1)
     for centre, width, height in style.bumps:
         c = centre + rng.normal(0, 14)
         env += (height + rng.normal(0, 6)) * np.exp(-0.5 * ((bands - c) / width) ** 2)
-    env += _smooth_noise(rng, N_MELS, scale=7.0, knots=9)
+    env += _smooth_noise(rng, _PARAMS.n_mels, scale=7.0, knots=9)
     # valence lifts the presence region, danceability the bass (each with its own noise)
     env += (7.0 * (valence - 0.5) + rng.normal(0, 1.5)) * np.exp(-0.5 * ((bands - 70) / 8) ** 2)
     env += (6.0 * (dance - 0.5) + rng.normal(0, 1.5)) * np.exp(-0.5 * (bands / 8) ** 2)
@@ -191,7 +189,7 @@ def _mel(rng: np.random.Generator, style: _Style, affect: np.ndarray, beats: np.
     dyn_range = 14.0 * (1.2 - energy) + rng.uniform(0, 3)
     loud = _smooth_noise(rng, n_frames, scale=dyn_range / 3, knots=12)
     band_gain = 0.6 + 0.8 * np.exp(-bands / 12) + 0.5 * (bands > 90)
-    s = rng.standard_normal(size=(N_MELS, n_frames), dtype=np.float32)  # (128, T)
+    s = rng.standard_normal(size=(_PARAMS.n_mels, n_frames), dtype=np.float32)  # (128, T)
     s *= 3.0
     s += env.astype(np.float32)[:, None]
     s += loud.astype(np.float32)[None, :]
@@ -200,9 +198,9 @@ def _mel(rng: np.random.Generator, style: _Style, affect: np.ndarray, beats: np.
     return np.clip(s, -80.0, 0.0, out=s).astype(np.float64)
 
 
-_MAJOR = np.zeros(N_CHROMA)
+_MAJOR = np.zeros(_PARAMS.n_chroma)
 _MAJOR[[0, 4, 7]] = [1.0, 0.75, 0.85]
-_MINOR = np.zeros(N_CHROMA)
+_MINOR = np.zeros(_PARAMS.n_chroma)
 _MINOR[[0, 3, 7]] = [1.0, 0.75, 0.85]
 
 
@@ -211,14 +209,14 @@ def _chroma(rng: np.random.Generator, style: _Style, affect: np.ndarray, beats: 
     """Chromagram with per-frame maximum 1, shape (12, n_frames), in [0, 1]."""
     valence = affect[0]
     p_major = float(np.clip(0.35 * style.major + 0.65 * (0.1 + 0.8 * valence), 0.02, 0.98))
-    key = rng.integers(N_CHROMA)
+    key = rng.integers(_PARAMS.n_chroma)
     steps = np.array([0, 5, 7, 9, 2, 4])  # chord roots relative to the key
     bounds = np.concatenate([[0], beats[3::4], [n_frames]])
-    c = np.empty((N_CHROMA, n_frames))
+    c = np.empty((_PARAMS.n_chroma, n_frames))
     for start, stop in zip(bounds[:-1], bounds[1:]):
         if stop <= start:
             continue
-        root = (key + steps[rng.integers(steps.size)]) % N_CHROMA
+        root = (key + steps[rng.integers(steps.size)]) % _PARAMS.n_chroma
         template = _MAJOR if rng.random() < p_major else _MINOR
         c[:, start:stop] = np.roll(template, root)[:, None]
     clarity = float(np.clip(style.tonal + rng.normal(0, 0.1), 0.05, 1.0))
@@ -254,8 +252,8 @@ def _make_clip(rng: np.random.Generator, clip: _Clip) -> tuple[np.ndarray, np.nd
                            _chroma(rng, style, affect, beats, n_frames)])
     # float32 precision, mel on a 1/256 dB grid, chroma on a 1/4096 grid: float64 on disk
     # that gzips fast; the grid is far below the noise
-    full[:N_MELS] = np.round(full[:N_MELS] * 256) / 256
-    full[N_MELS:] = np.round(full[N_MELS:] * 4096) / 4096
+    full[:_PARAMS.n_mels] = np.round(full[:_PARAMS.n_mels] * 256) / 256
+    full[_PARAMS.n_mels:] = np.round(full[_PARAMS.n_mels:] * 4096) / 4096
     return full, _beat_sync(full, beats)
 
 

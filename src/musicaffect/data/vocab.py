@@ -31,6 +31,7 @@ from typing import Any
 
 from musicaffect.data.labels import CLASS_MAPPING, CLASSES, GENRE_TASK, GENRES20, TARGETS
 from musicaffect.errors import ConfigError, DataError
+from musicaffect.tasks import TaskSpec, multiclass, target_spec
 
 LABELS_FILE = "labels.json"
 FORMAT = "musicaffect-labels/1"
@@ -124,10 +125,13 @@ class Vocabulary:
     def binary_targets(self) -> list[str]:
         return [t for t in self.targets if self.kind(t) == "binary"]
 
-    def resolve_tasks(self, spec: str | int | Iterable[str | int]) -> list[str]:
+    def resolve_tasks(self, spec: str | int | Iterable[str | int], *,
+                      targets_only: bool = False) -> list[str]:
         """Task names of a selection: ``"genre"``, target names, ``"all"`` (every target),
-        or the lab's column indices 1-3 (label-file column order of this root's targets).
+        the lab's column indices 1-3 (label-file column order of this root's targets), a
+        comma-separated string, or a sequence of these. The one parser of task selections.
 
+        ``targets_only``: regression targets only (``"genre"`` is then unknown).
         Raises ConfigError naming the data's targets when a name is not among them.
         """
         if isinstance(spec, (str, int)):
@@ -139,7 +143,7 @@ class Vocabulary:
             key = item.strip().lower() if isinstance(item, str) else item
             if isinstance(key, str) and key.isdigit():
                 key = int(key)
-            if key == GENRE_TASK:
+            if key == GENRE_TASK and not targets_only:
                 if not self.classes:
                     raise ConfigError("this data root has no genre labels (its labels.json "
                                       "lists no classes): choose regression targets "
@@ -149,11 +153,16 @@ class Vocabulary:
                 names = list(self.targets)
             elif isinstance(key, int):
                 if not 1 <= key <= len(self.targets):
+                    cols = ", ".join(f"{i} ({t})" for i, t in enumerate(self.targets, 1))
                     raise ConfigError(f"target column {key} does not exist: this data has "
-                                      f"{len(self.targets)} ({', '.join(self.targets)})")
+                                      f"{len(self.targets)}; use {cols or 'none'}")
                 names = [self.targets[key - 1]]
             elif key in self.targets:
                 names = [key]
+            elif targets_only:
+                raise ConfigError(f"unknown regression target {item!r}: choose from "
+                                  f"{', '.join(self.targets) or 'none'} (or column 1-"
+                                  f"{len(self.targets)}; {self.describe_source()})")
             else:
                 raise ConfigError(f"unknown task {item!r}: this data root's targets are "
                                   f"{', '.join(self.targets) or 'none'}"
@@ -161,8 +170,30 @@ class Vocabulary:
                                   + f" ({self.describe_source()})")
             out += [n for n in names if n not in out]
         if not out:
-            raise ConfigError("no task given: use 'genre' or regression targets")
+            raise ConfigError("no regression target given" if targets_only else
+                              "no task given: use 'genre' or regression targets")
         return out
+
+    def task_spec(self, task: str, *, bounded: bool = False,
+                  binary_as_regression: bool = False) -> TaskSpec:
+        """The :class:`~musicaffect.tasks.TaskSpec` of one task of this data: ``genre`` is
+        multiclass over :attr:`classes`; a target whose labels are 0/1 is binary (BCE),
+        other targets regression (``bounded``: sigmoid on the output).
+        ``binary_as_regression``: binary targets as checkpoints written before the BCE change
+        trained them (regression scored as detectors)."""
+        if task == GENRE_TASK:
+            return multiclass(GENRE_TASK, self.classes)
+        if task not in self.targets:
+            raise ConfigError(f"unknown task {task!r}: this data root's targets are "
+                              f"{', '.join(self.targets) or 'none'} ({self.describe_source()})")
+        return target_spec(task, self.kind(task), bounded=bounded,
+                           binary_as_regression=binary_as_regression)
+
+    def task_specs(self, tasks: Iterable[str], *, bounded: bool = False,
+                   binary_as_regression: bool = False) -> dict[str, TaskSpec]:
+        """:meth:`task_spec` of each task, in order."""
+        return {t: self.task_spec(t, bounded=bounded, binary_as_regression=binary_as_regression)
+                for t in tasks}
 
     def describe_source(self) -> str:
         return ("labels.json of the data root" if self.source == "labels.json"
@@ -244,6 +275,14 @@ def lab_vocabulary() -> Vocabulary:
     """The Kaggle dataset's vocabulary: 20 FMA genres -> 10 classes; valence, energy,
     danceability in [0, 1]."""
     return Vocabulary()
+
+
+def resolve_targets(spec: str | int | Iterable[str | int]) -> list[str]:
+    """Normalise a selection of the lab's regression targets to their names: a name
+    (``"energy"``), the lab's column index (1 = valence, 2 = energy, 3 = danceability),
+    ``"all"``, a comma-separated string, or a sequence of these
+    (:meth:`Vocabulary.resolve_tasks` of the lab's vocabulary, targets only)."""
+    return lab_vocabulary().resolve_tasks(spec, targets_only=True)
 
 
 def read_genre_map(path: str | os.PathLike) -> dict[str, str | None]:

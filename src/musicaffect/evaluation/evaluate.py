@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from musicaffect.data.labels import GENRE_TASK
 from musicaffect.errors import ConfigError
+from musicaffect.tasks import multiclass_task, scalar_tasks
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ def evaluate(checkpoint: str | Path | list[str | Path], data_root: str | Path, *
     first = pred.first
     cfg = first.cfg
     tasks = pred.tasks
+    specs = {t: s for m in pred.members for t, s in m.specs.items()}
+    class_task = multiclass_task(specs)
     # one path: the run as loaded (an ensemble folder is itself a member, with its name)
     run_dir, name = pred.sources[0].run_dir, pred.sources[0].name
     if len(paths) > 1:
@@ -72,7 +74,8 @@ def evaluate(checkpoint: str | Path | list[str | Path], data_root: str | Path, *
         where = f"genre-{rate}-test"
         res = pred.predict_split(data_root, dataset="genre", split="test", rate=rate,
                                  batch_size=batch_size,
-                                 members=[m for m in pred.members if GENRE_TASK in m.tasks])
+                                 members=[m for m in pred.members
+                                          if multiclass_task(m.specs) is not None])
     else:
         rate = cfg.data.rate
         where = f"multitask-{rate}-heldout"
@@ -88,8 +91,8 @@ def evaluate(checkpoint: str | Path | list[str | Path], data_root: str | Path, *
     if not single:
         result["members"] = [{"name": m.name, "path": m.path, "kind": m.kind,
                               "weight": w} for m, w in zip(pred.members, pred.weights)]
-    if GENRE_TASK in tasks and GENRE_TASK in res.labels:
-        y_true = np.asarray(res.labels[GENRE_TASK])
+    if class_task in tasks and class_task in res.labels:
+        y_true = np.asarray(res.labels[class_task])
         keep = y_true >= 0                # -100: a clip without genre (joint training)
         cm = classification_metrics(y_true[keep], res.probs.argmax(axis=1)[keep],
                                     classes=res.classes)
@@ -101,14 +104,15 @@ def evaluate(checkpoint: str | Path | list[str | Path], data_root: str | Path, *
         plt.close(fig)
         log.info("%s on %s: accuracy %.3f, macro-F1 %.3f", name, where, cm["accuracy"],
                  cm["macro_f1"])
-    reg = [t for t in tasks if t != GENRE_TASK and t in res.labels and t in res.values]
+    scalar = scalar_tasks(specs)
+    reg = [t for t in tasks if t in scalar and t in res.labels and t in res.values]
     if reg:
         y_true = {t: res.labels[t] for t in reg}
         y_pred = {t: res.values[t] for t in reg}
         rm = regression_metrics(y_true, y_pred)
         result["regression"] = rm
-        kinds = {t: k for m in pred.members for t, k in m.kinds.items()}
-        binary = binary_summary(y_true, y_pred, kinds)
+        # ROC-AUC and balanced accuracy of the tasks whose labels are 0/1
+        binary = binary_summary(y_true, y_pred, {t: specs[t].labels for t in reg})
         if binary:
             result["binary"] = binary
         fig = plot_scatter(y_true, y_pred, title=f"{name}: {where}")

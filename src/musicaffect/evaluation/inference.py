@@ -3,18 +3,21 @@
 The deep-model side of inference: :func:`predict_outputs` runs a model over a loader (whole
 clips, or the mean over excerpt windows for a model trained on excerpts, as
 :func:`window_options` reads from a run's config); :func:`predict_transform` turns raw
-outputs into predictions on each task's scale (softmax; sigmoid for bounded heads);
-:func:`outputs_metrics` scores them. Training validates with these, and the
+outputs into predictions on each task's scale (the task spec's
+:meth:`~musicaffect.tasks.TaskSpec.transform`: softmax; sigmoid for binary and bounded
+heads); :func:`outputs_metrics` scores them. Training validates with these, and the
 :class:`~musicaffect.evaluation.predictor.Predictor` predicts with them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
-from scipy.special import expit
 
-from musicaffect.data.labels import CLASSES, GENRE_TASK
+from musicaffect.data.labels import CLASSES
+from musicaffect.tasks import TaskSpec, legacy_specs, scalar_tasks, spec_from_output
 
 
 def window_options(cfg) -> dict:
@@ -27,8 +30,8 @@ def window_options(cfg) -> dict:
 
 @torch.no_grad()
 def predict_outputs(model, loader, *, device=None, fabric=None, chunk_frames: int | None = None,
-                    chunk_hop: int | None = None, bounded: bool = False
-                    ) -> dict[str, np.ndarray]:
+                    chunk_hop: int | None = None, bounded: bool = False,
+                    specs: Mapping[str, TaskSpec] | None = None) -> dict[str, np.ndarray]:
     """Model outputs for every clip of a loader, keyed by task, plus ``ids`` and labels.
 
     Returns ``{"ids": [...], "out:<task>": (N, C) or (N,), "y:<task>": (N,)}``.
@@ -39,14 +42,17 @@ def predict_outputs(model, loader, *, device=None, fabric=None, chunk_frames: in
     With ``chunk_frames`` (a model trained on excerpts), every clip is cut into evenly
     spaced windows of that many frames (hop ``chunk_hop``, default half a window; a clip
     not longer than a window is one window, see :mod:`musicaffect.data.windows`) and the
-    clip's prediction is the mean over its windows of the *predictions*: class
-    probabilities (softmax, then mean) and regression values (after the output transform:
-    sigmoid when ``bounded``, then mean). So that every consumer of raw outputs keeps
-    working, they are returned on the raw scale: ``out:<classification task>`` holds the
+    clip's prediction is the mean over its windows of the *predictions* (each task's
+    :meth:`~musicaffect.tasks.TaskSpec.transform`: softmax probabilities, sigmoid scores of
+    binary and bounded tasks, regression values). So that every consumer of raw outputs
+    keeps working, they are returned on the raw scale
+    (:meth:`~musicaffect.tasks.TaskSpec.untransform`): ``out:<multiclass task>`` holds the
     **log** of the mean probabilities (softmax of it = the mean probabilities; argmax and the
-    cross-entropy stay valid), ``out:<regression task>`` the mean value (its logit when
-    ``bounded``, so ``sigmoid`` gives the mean back). ``windows`` (N,) then gives the number
-    of windows of each clip.
+    cross-entropy stay valid), a sigmoid task the logit of the mean score, a regression task
+    the mean value. ``windows`` (N,) then gives the number of windows of each clip.
+
+    ``specs``: the tasks' specs (default: read from the output shapes,
+    :func:`~musicaffect.tasks.spec_from_output`, with ``bounded``).
     """
     from musicaffect.data.windows import mean_by_clip, plan_windows
 
@@ -82,15 +88,10 @@ def predict_outputs(model, loader, *, device=None, fabric=None, chunk_frames: in
             out = {}
             for k, parts in per_window.items():
                 v = torch.cat(parts)
-                if v.ndim == 2:        # classification: mean probabilities, returned as log
-                    p = mean_by_clip(torch.softmax(v, dim=-1).numpy(), owner, x.shape[0])
-                    out[k] = np.log(np.maximum(p, 1e-12)).astype(np.float32)
-                elif bounded:          # bounded regression: mean of sigmoids, as its logit
-                    p = mean_by_clip(torch.sigmoid(v).numpy(), owner, x.shape[0])
-                    p = np.clip(p, 1e-7, 1.0 - 1e-7)
-                    out[k] = np.log(p / (1.0 - p)).astype(np.float32)
-                else:
-                    out[k] = mean_by_clip(v.numpy(), owner, x.shape[0]).astype(np.float32)
+                spec = (specs or {}).get(k) or spec_from_output(k, v, bounded=bounded)
+                # mean of the window predictions, returned on the raw scale
+                p = mean_by_clip(spec.transform(v).numpy(), owner, x.shape[0])
+                out[k] = spec.untransform(p)
             n_windows.append(np.bincount(owner, minlength=x.shape[0]))
         for k, v in out.items():
             outs.setdefault(f"out:{k}", []).append(v)
@@ -104,26 +105,37 @@ def predict_outputs(model, loader, *, device=None, fabric=None, chunk_frames: in
     return res
 
 
-def outputs_metrics(res: dict, tasks: list[str], *, bounded: bool,
-                    classes=None) -> dict[str, float]:
-    """Validation metrics from :func:`predict_outputs`: accuracy / macro-F1 or Spearman."""
+def outputs_metrics(res: dict, tasks: list[str], *, bounded: bool = False,
+                    classes=None, specs: Mapping[str, TaskSpec] | None = None
+                    ) -> dict[str, float]:
+    """Validation metrics from :func:`predict_outputs`: accuracy / macro-F1 of the multiclass
+    task, Spearman of each scalar task (binary and regression) and their mean.
+
+    ``specs``: the tasks' specs; without them the tasks read as the lab's (``genre``
+    multiclass over ``classes``, the others regression with ``bounded``).
+    """
     from musicaffect.evaluation.metrics import classification_metrics, regression_metrics
 
+    specs = dict(specs) if specs is not None else legacy_specs(
+        tasks, bounded=bounded, classes=classes if classes is not None else CLASSES)
+    specs = {t: specs[t] for t in tasks}
     m: dict[str, float] = {}
-    if GENRE_TASK in tasks:
-        out, y = res[f"out:{GENRE_TASK}"], res[f"y:{GENRE_TASK}"]
+    for t, spec in specs.items():
+        if not spec.is_multiclass:
+            continue
+        out, y = res[f"out:{t}"], res[f"y:{t}"]
         keep = y >= 0                     # -100: a clip without genre (joint training)
-        names = classes if classes is not None else CLASSES
+        names = spec.classes
         if len(names) != out.shape[1]:
             names = [f"class {i}" for i in range(out.shape[1])]
         if keep.any():
             cm = classification_metrics(y[keep], out[keep].argmax(axis=1), classes=names)
             m["accuracy"] = float(cm["accuracy"])
             m["macro_f1"] = float(cm["macro_f1"])
-    reg = [t for t in tasks if t != GENRE_TASK]
+    reg = scalar_tasks(specs)
     if reg:
         y_true = {t: res[f"y:{t}"] for t in reg}
-        y_pred = {t: np.asarray(predict_transform(t, torch.as_tensor(res[f"out:{t}"]), bounded))
+        y_pred = {t: np.asarray(specs[t].transform(torch.as_tensor(res[f"out:{t}"])))
                   for t in reg}
         rm = regression_metrics(y_true, y_pred)
         for t in reg:
@@ -132,33 +144,32 @@ def outputs_metrics(res: dict, tasks: list[str], *, bounded: bool,
     return m
 
 
-def predict_transform(task: str, output, bounded: bool = False):
+def predict_transform(task: str | TaskSpec, output, bounded: bool = False):
     """Turn a raw model output into a prediction on the task's scale.
 
     Parameters
     ----------
-    task : str
-        ``"genre"`` or a regression target.
-    output : torch.Tensor or np.ndarray [shape=(B, C) for genre, (B,) otherwise]
+    task : TaskSpec or str
+        The task's spec (:meth:`~musicaffect.tasks.TaskSpec.transform` does the work), or
+        a plain name read by :func:`~musicaffect.tasks.legacy_specs` (``"genre"`` or a
+        regression target).
+    output : torch.Tensor or np.ndarray [shape=(B, C) for multiclass, (B,) otherwise]
         Raw model output.
     bounded : bool
-        Whether the regression head was trained with ``bounded=True``.
+        Plain names only: whether the regression head was trained with ``bounded=True``.
 
     Returns
     -------
     prediction : same type and shape as ``output``
-        Softmax class probabilities for genre; sigmoid of the output for a bounded
-        regression head; the output unchanged otherwise.
+        Softmax class probabilities (multiclass); the sigmoid of the output (binary, bounded
+        regression); the output unchanged otherwise.
     """
-    is_tensor = isinstance(output, torch.Tensor)
-    if task == GENRE_TASK:
-        if is_tensor:
-            return torch.softmax(output.float(), dim=-1)
-        z = np.asarray(output, dtype=np.float64)
-        z = np.exp(z - z.max(axis=-1, keepdims=True))
-        return z / z.sum(axis=-1, keepdims=True)
-    if not bounded:
-        return output
-    if is_tensor:
-        return torch.sigmoid(output.float())
-    return expit(np.asarray(output, dtype=np.float64))
+    if not isinstance(task, TaskSpec):
+        task = legacy_specs([task], bounded=bounded, classes=_class_names(output))[task]
+    return task.transform(output)
+
+
+def _class_names(output) -> tuple[str, ...]:
+    """Placeholder class names for a multiclass output of unknown classes."""
+    n = output.shape[-1] if getattr(output, "ndim", 0) == 2 else 2
+    return tuple(f"class {i}" for i in range(max(n, 2)))

@@ -22,152 +22,34 @@ import base64
 import datetime as _dt
 import html
 import io
-import math
 import os
-import platform
-import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from musicaffect.errors import DataError
+from musicaffect.evaluation.environment import (
+    device_description,
+    package_version,
+    software_versions,
+)
+from musicaffect.evaluation.report_text import (
+    flatten,
+    format_value,
+    inline_html,
+    is_number,
+    markdown_to_html,
+    md_cell,
+    md_text,
+    slug,
+)
 from musicaffect.io import atomic_write
 
 __all__ = ["Report", "device_description", "markdown_to_html", "software_versions"]
 
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
          ".gif": "image/gif", ".svg": "image/svg+xml"}
-_DASH = "\u2013"
-_NUMERIC = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?%?$")
-
-
-# ----------------------------------------------------------------------------- text
-
-
-def _slug(text: str) -> str:
-    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return s or "section"
-
-
-def _markdown() -> Any:
-    """The report's Markdown renderer (markdown-it-py, CommonMark, raw HTML disabled).
-
-    Two changes to the standard output: headings in report text start at ``<h3>`` (the page
-    has ``<h1>`` and the sections ``<h2>``), and links to other sites are written out as text,
-    so that the report makes no outside reference.
-    """
-    global _MD
-    if _MD is None:
-        from markdown_it import MarkdownIt
-
-        md = MarkdownIt("commonmark", {"html": False})
-
-        def heading(self, tokens, idx, options, env):
-            tok = tokens[idx]
-            level = min(6, int(tok.tag[1]) + 2)
-            return f"<{'/' if tok.nesting < 0 else ''}h{level}>"
-
-        def link_open(self, tokens, idx, options, env):
-            href = tokens[idx].attrGet("href") or ""
-            external = bool(re.match(r"^[a-z][a-z0-9+.-]*:", href, flags=re.I))
-            env.setdefault("links", []).append(href if external else None)
-            return "" if external else f"<a href=\"{html.escape(href)}\">"
-
-        def link_close(self, tokens, idx, options, env):
-            href = env["links"].pop()
-            if href is None:
-                return "</a>"
-            return f" (<span class=\"url\">{html.escape(href)}</span>)"
-
-        for rule in ("heading_open", "heading_close"):
-            md.add_render_rule(rule, heading)
-        md.add_render_rule("link_open", link_open)
-        md.add_render_rule("link_close", link_close)
-        _MD = md
-    return _MD
-
-
-_MD = None
-
-
-def _inline(text: str) -> str:
-    """Markdown inline syntax (code, bold, italic, links) to escaped HTML."""
-    return _markdown().renderInline(text, {})
-
-
-def markdown_to_html(text: str) -> str:
-    """Convert Markdown report text to escaped HTML (CommonMark, no raw HTML).
-
-    Headings are rendered from ``<h3>`` down, and external links are written out as text.
-
-    Parameters
-    ----------
-    text : str
-
-    Returns
-    -------
-    html : str
-    """
-    return _markdown().render(text, {}).strip()
-
-
-def _md_text(text: str) -> str:
-    """Plain text made safe for a Markdown heading or link label."""
-    return (html.escape(text, quote=False).replace("[", "\\[").replace("]", "\\]")
-            .replace("\n", " "))
-
-
-def _md_cell(text: str) -> str:
-    return (text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-            .replace("<", "&lt;").replace(">", "&gt;"))
-
-
-# ----------------------------------------------------------------------------- values
-
-
-def _is_number(value) -> bool:
-    if isinstance(value, (bool, np.bool_)):
-        return False
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return True
-    return isinstance(value, str) and bool(_NUMERIC.match(value.strip()))
-
-
-def _format(value, digits: int) -> str:
-    if value is None:
-        return _DASH
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        if math.isnan(v):
-            return _DASH
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        if v != 0 and (abs(v) >= 1e6 or abs(v) < 0.5 * 10.0 ** -digits):
-            return f"{v:.{digits}g}"
-        return f"{v:.{digits}f}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_format(v, digits) for v in value)
-    return str(value)
-
-
-def _flatten(mapping: Mapping, prefix: str = "") -> list[tuple[str, object]]:
-    rows: list[tuple[str, object]] = []
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            rows.extend(_flatten(value, prefix=f"{name}."))
-        else:
-            rows.append((name, value))
-    return rows
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -203,8 +85,8 @@ class _Section:
 def _numeric_columns(t: _Table) -> list[bool]:
     """Columns whose cells are all numbers (or empty), at least one being a number."""
     return [
-        all(_is_number(r[j]) or r[j] is None for r in t.rows)
-        and any(_is_number(r[j]) for r in t.rows)
+        all(is_number(r[j]) or r[j] is None for r in t.rows)
+        and any(is_number(r[j]) for r in t.rows)
         for j in range(len(t.header))
     ]
 
@@ -253,7 +135,7 @@ class Report:
         """
         if level not in (2, 3, 4):
             raise ValueError(f"section level must be 2, 3 or 4, got {level}")
-        anchor = base = _slug(str(title))
+        anchor = base = slug(str(title))
         k = 2
         while anchor in self._anchors:
             anchor = f"{base}-{k}"
@@ -340,7 +222,7 @@ class Report:
 
         Nested dicts are flattened to dotted keys (``model.hidden_size``).
         """
-        rows = [[k, v] for k, v in _flatten(values)]
+        rows = [[k, v] for k, v in flatten(values)]
         table = _Table(header=["key", "value"], rows=rows, ref_mask=[False] * len(rows),
                        caption=caption, digits=4, kind="kv")
         self._current.blocks.append(("table", table))
@@ -387,11 +269,11 @@ class Report:
             buf = io.BytesIO()
             figure.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
             data, mime, suffix, source = buf.getvalue(), "image/png", ".png", None
-            stem = name or (_slug(caption)[:60] if caption else "figure")
+            stem = name or (slug(caption)[:60] if caption else "figure")
         else:
             raise TypeError(f"add_figure takes a Figure or an image path, not "
                             f"{type(figure).__name__}")
-        fname = f"{self._n_figures:02d}-{_slug(stem)[:60]}{suffix}"
+        fname = f"{self._n_figures:02d}-{slug(stem)[:60]}{suffix}"
         self._current.blocks.append(("figure", _Figure(data=data, mime=mime, name=fname,
                                                        caption=caption, source=source)))
         return self
@@ -406,7 +288,7 @@ class Report:
         numeric_cols = _numeric_columns(t)
         parts = [f"<div class=\"table-wrap\"><table class=\"{t.kind}\">"]
         if t.caption:
-            parts.append(f"<caption>{_inline(t.caption)}</caption>")
+            parts.append(f"<caption>{inline_html(t.caption)}</caption>")
         num_attr = ' class="num"'
         head = "".join(
             f"<th scope=\"col\"{num_attr if numeric_cols[j] else ''}>{html.escape(h)}</th>"
@@ -415,8 +297,8 @@ class Report:
         for row, is_ref in zip(t.rows, t.ref_mask):
             cells = []
             for j, v in enumerate(row):
-                cls = "num" if _is_number(v) or (numeric_cols[j] and v is None) else ""
-                text = html.escape(_format(v, t.digits))
+                cls = "num" if is_number(v) or (numeric_cols[j] and v is None) else ""
+                text = html.escape(format_value(v, t.digits))
                 if t.header[j] == "source" and is_ref:
                     text = f"<span class=\"badge\">{text}</span>"
                 attr = f' class="{cls}"' if cls else ""
@@ -437,12 +319,12 @@ class Report:
                 out.append(self._html_table(item))
             elif kind == "code":
                 text, caption = item
-                cap = f"<div class=\"code-caption\">{_inline(caption)}</div>" if caption else ""
+                cap = f"<div class=\"code-caption\">{inline_html(caption)}</div>" if caption else ""
                 out.append(f"<figure class=\"code\">{cap}<pre>{html.escape(text)}</pre></figure>")
             elif kind == "figure":
                 b64 = base64.b64encode(item.data).decode("ascii")
                 alt = html.escape(item.caption or item.name)
-                cap = f"<figcaption>{_inline(item.caption)}</figcaption>" if item.caption else ""
+                cap = f"<figcaption>{inline_html(item.caption)}</figcaption>" if item.caption else ""
                 out.append(f"<figure class=\"plot\"><img src=\"data:{item.mime};base64,{b64}\" "
                            f"alt=\"{alt}\">{cap}</figure>")
         return out
@@ -475,29 +357,29 @@ class Report:
                      "body_html": "\n".join(self._html_blocks(sec))} for sec in self.sections]
         return _template().render(
             title=self.title, css=_package_text("report.css"),
-            subtitle_html=_inline(self.subtitle) if self.subtitle else "",
+            subtitle_html=inline_html(self.subtitle) if self.subtitle else "",
             stamp=self.created.strftime("%Y-%m-%d %H:%M %Z").strip(),
-            version=_version("musicaffect"),
+            version=package_version("musicaffect"),
             preamble_html="".join(self._html_blocks(self._preamble)),
             toc_html=self._toc_html(), sections=sections) + "\n"
 
     def to_markdown(self, figure_paths: Mapping[int, str] | None = None) -> str:
         """The report as Markdown; ``figure_paths`` maps ``id(figure block)`` to its file."""
         figure_paths = figure_paths or {}
-        lines = [f"# {_md_text(self.title)}", ""]
+        lines = [f"# {md_text(self.title)}", ""]
         if self.subtitle:
             lines += [self.subtitle, ""]
         lines += [f"_Generated {self.created.strftime('%Y-%m-%d %H:%M %Z').strip()} by "
-                  f"musicaffect {_version('musicaffect')}_", ""]
+                  f"musicaffect {package_version('musicaffect')}_", ""]
         if self.sections:
             lines += ["## Contents", ""]
             for sec in self.sections:
                 indent = "  " * (sec.level - 2)
-                lines.append(f"{indent}- [{_md_text(sec.title)}](#{sec.anchor})")
+                lines.append(f"{indent}- [{md_text(sec.title)}](#{sec.anchor})")
             lines.append("")
         for sec in self._all_sections():
             if sec is not self._preamble:
-                lines += [f"<a id=\"{sec.anchor}\"></a>", "", f"{'#' * sec.level} {_md_text(sec.title)}",
+                lines += [f"<a id=\"{sec.anchor}\"></a>", "", f"{'#' * sec.level} {md_text(sec.title)}",
                           ""]
             for kind, item in sec.blocks:
                 lines += self._md_block(kind, item, figure_paths) + [""]
@@ -527,10 +409,10 @@ class Report:
         t: _Table = item
         out = [f"**{t.caption}**", ""] if t.caption else []
         numeric = _numeric_columns(t)
-        out.append("| " + " | ".join(_md_cell(h) for h in t.header) + " |")
+        out.append("| " + " | ".join(md_cell(h) for h in t.header) + " |")
         out.append("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
         for row, is_ref in zip(t.rows, t.ref_mask):
-            cells = [_md_cell(_format(v, t.digits)) for v in row]
+            cells = [md_cell(format_value(v, t.digits)) for v in row]
             if is_ref and t.header and t.header[0] == "source":
                 cells[0] = f"*{cells[0]}*"
             out.append("| " + " | ".join(cells) + " |")
@@ -576,80 +458,6 @@ class Report:
                             "folder is writable and the disk is not full",
                             path=err.filename or out) from err
         return html_path, md_path
-
-
-# ----------------------------------------------------------------------------- environment
-
-
-def _version(dist: str) -> str:
-    if dist == "musicaffect":
-        from musicaffect import __version__
-
-        return __version__
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of Python and of the libraries a result depends on.
-
-    Returns
-    -------
-    versions : dict[str, str]
-        Keys ``python``, ``musicaffect``, ``torch``, ``lightning``, ``numpy``, ``scipy``,
-        ``sklearn``, ``librosa``, ``matplotlib`` and ``platform``; "not installed" when a
-        library is missing. Reads package metadata only (imports nothing heavy).
-    """
-    dists = {"musicaffect": "musicaffect", "torch": "torch", "lightning": "lightning",
-             "numpy": "numpy", "scipy": "scipy", "sklearn": "scikit-learn",
-             "librosa": "librosa", "matplotlib": "matplotlib"}
-    out = {"python": platform.python_version()}
-    out.update({key: _version(dist) for key, dist in dists.items()})
-    out["platform"] = platform.platform()
-    return out
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def device_description() -> str:
-    """One line describing the CPU and the accelerators torch can use.
-
-    Returns
-    -------
-    description : str
-        E.g. ``"CPU: AMD EPYC 7B13 (2 cores available); GPU 0: NVIDIA H100 80GB HBM3
-        (79.1 GiB), CUDA 12.1"`` or ``"...; no GPU"``.
-    """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    parts = [f"CPU: {_cpu_name()} ({cores} cores available)"]
-    try:
-        import torch
-    except ImportError:
-        return parts[0] + "; torch not installed"
-    if torch.cuda.is_available():
-        for i in range(torch.cuda.device_count()):
-            prop = torch.cuda.get_device_properties(i)
-            parts.append(f"GPU {i}: {prop.name} ({prop.total_memory / 2**30:.1f} GiB)")
-        parts[-1] += f", CUDA {torch.version.cuda}"
-    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        parts.append("Apple MPS")
-    else:
-        parts.append("no GPU")
-    return "; ".join(parts)
 
 
 def _package_text(name: str) -> str:

@@ -11,6 +11,11 @@ A checkpoint is a plain dict of tensors and Python primitives:
   the model's heads; ``kinds``: target -> "binary" | "continuous"; ``vocab``: the data root's
   whole label vocabulary (:class:`musicaffect.data.vocab.Vocabulary` as a dict); ``epoch``;
   ``metrics``. Checkpoints without ``vocab`` are read with the lab's vocabulary.
+- ``task_specs``: the :class:`~musicaffect.tasks.TaskSpec` of each head, as dicts, in task
+  order. Checkpoints without it (written before task specs) get specs derived from what they
+  store (:func:`task_specs`): genre multiclass over ``classes``, each target regression with
+  the config's ``loss.bounded`` (binary targets trained so then; they keep their binary
+  label kind, so they are still scored as detectors).
 - ``feature_params``: the :class:`~musicaffect.features.params.FeatureParams` the data was
   made with (the data root's ``feature_params.json``, else the dataset's recipe), as a
   dict; ``predict`` computes features with them. Checkpoints without it get the recipe.
@@ -21,6 +26,7 @@ A checkpoint is a plain dict of tensors and Python primitives:
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -98,11 +104,15 @@ def load_model(path: str | os.PathLike, *, which: str = "best"):
 
 
 def make_checkpoint(model, cfg_dict: dict, *, classes, epoch: int, metrics: dict,
-                    data_info: dict, targets=None, vocab: dict | None = None, **extra) -> dict:
-    """Assemble the checkpoint dict of a model (see module docstring)."""
+                    data_info: dict, targets=None, vocab: dict | None = None,
+                    specs=None, **extra) -> dict:
+    """Assemble the checkpoint dict of a model (see module docstring); ``specs``: the
+    tasks' :class:`~musicaffect.tasks.TaskSpec` (name -> spec), stored as ``task_specs``."""
+    from musicaffect.tasks import is_class_task, specs_to_dict
+
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if targets is None:
-        targets = [t for t in model.model_args().get("tasks", {}) if t != "genre"]
+        targets = [t for t in model.model_args().get("tasks", {}) if not is_class_task(t)]
     kinds = (vocab or {}).get("kinds", {})
     out = {
         "format": FORMAT,
@@ -118,5 +128,27 @@ def make_checkpoint(model, cfg_dict: dict, *, classes, epoch: int, metrics: dict
     }
     if vocab is not None:
         out["vocab"] = dict(vocab)
+    if specs is not None:
+        out["task_specs"] = specs_to_dict(specs)
     out.update(extra)
     return out
+
+
+def task_specs(ckpt: dict) -> dict:
+    """The :class:`~musicaffect.tasks.TaskSpec` of each of a checkpoint's tasks (name ->
+    spec, in the order of ``model.tasks``): those it stores, else derived from its
+    vocabulary, ``kinds`` and config as it was trained (see the module docstring)."""
+    from musicaffect.data.vocab import vocabulary_of_checkpoint
+    from musicaffect.tasks import specs_from_dict
+
+    tasks = list(ckpt["model"]["tasks"])
+    if ckpt.get("task_specs"):
+        stored = specs_from_dict(ckpt["task_specs"])
+        return {t: stored[t] for t in tasks}
+    vocab = vocabulary_of_checkpoint(ckpt)
+    kinds = dict(vocab.kinds)
+    kinds.update(ckpt.get("kinds") or {})
+    vocab = replace(vocab, kinds=kinds,
+                    targets=tuple(dict.fromkeys([*vocab.targets, *ckpt.get("targets", ())])))
+    bounded = bool(((ckpt.get("config") or {}).get("loss") or {}).get("bounded", False))
+    return vocab.task_specs(tasks, bounded=bounded, binary_as_regression=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from musicaffect.tasks import TaskSpec
+
 
 def length_mask(lengths: torch.Tensor, n_steps: int) -> torch.Tensor:
     """Boolean mask of the valid time steps.
@@ -112,7 +114,8 @@ def pooled_lengths(lengths: torch.Tensor, *, pool: int) -> torch.Tensor:
 
 
 class RegressionHead(nn.Module):
-    """One real-valued output per clip: ``Linear(D, 1)`` squeezed to shape (B,)."""
+    """One real-valued output per clip: ``Linear(D, 1)`` squeezed to shape (B,). The head of
+    binary tasks (a logit) and regression tasks (a value)."""
 
     def __init__(self, in_dim: int):
         super().__init__()
@@ -123,16 +126,20 @@ class RegressionHead(nn.Module):
         return self.linear(z).squeeze(-1)
 
 
-def make_head(in_dim: int, n_outputs: int) -> nn.Module:
-    """Head for one task: classification logits ``Linear(D, C)`` when ``C > 1``, else regression.
+def make_head(in_dim: int, task: TaskSpec | int) -> nn.Module:
+    """Head for one task, from its spec: logits ``Linear(D, C)`` for a multiclass task, one
+    squeezed output (:class:`RegressionHead`) for a binary or regression task.
 
     Parameters
     ----------
     in_dim : int
         Embedding size ``D``.
-    n_outputs : int
-        Number of classes ``C`` (> 1) or 1 for a regression target.
+    task : TaskSpec or int
+        The task's spec, or its output size as checkpoints store it (``model.tasks``):
+        ``C > 1`` classes, or 1 for one output per clip.
     """
-    if n_outputs == 1:
+    n_outputs = task.n_outputs if isinstance(task, TaskSpec) else int(task)
+    scalar = task.is_scalar if isinstance(task, TaskSpec) else n_outputs == 1
+    if scalar:
         return RegressionHead(in_dim)
     return nn.Linear(in_dim, n_outputs)

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from musicaffect.data.labels import TARGETS
 from musicaffect.errors import ConfigError, DataError
+from musicaffect.features.params import FeatureParams
 from musicaffect.samples.affect import derive_affect
 from musicaffect.samples.arrange import choose_arrangement, perform, window, window_starts
 from musicaffect.samples.corpus import (
@@ -131,7 +132,7 @@ class ClipInfo:
 
 
 def render_work(work: Work, audio_dir: str | os.PathLike, *, seed: int = 0,
-                clip_seconds: float = 30.0, sr: int = 22050, renderer: str = "auto",
+                clip_seconds: float = 30.0, sr: int = FeatureParams.sr, renderer: str = "auto",
                 windows: int = 1) -> list[ClipInfo]:
     """Parse, arrange and render one work to WAV clips in ``audio_dir``.
 
@@ -343,7 +344,7 @@ def _run_batch(pool: ProcessPoolExecutor | None, batch: list[tuple[Work, int]], 
 
 def select_and_render(audio_dir: str | os.PathLike, quotas: dict[str, int], *,
                       windows: int = 1, seed: int = 0, clip_seconds: float = 30.0,
-                      jobs: int | None = None, sr: int = 22050, renderer: str = "auto",
+                      jobs: int | None = None, sr: int = FeatureParams.sr, renderer: str = "auto",
                       progress: bool | None = None) -> list[ClipInfo]:
     """Choose works (seeded) and render them until every style has its quota of clips.
 
@@ -574,7 +575,7 @@ def audio_changed(root: Path, audio_dir: Path, clips: Sequence[ClipInfo]) -> int
 
 
 def source_text(clips: Sequence[ClipInfo], *, size: str, seed: int, clip_seconds: float,
-                label_by: str, sr: int = 22050) -> str:
+                label_by: str, sr: int = FeatureParams.sr) -> str:
     """The text of ``SOURCE.txt`` for a built sample: where the audio and labels come from,
     and the clips per style and split."""
     styles = list(dict.fromkeys(c.style for c in clips))

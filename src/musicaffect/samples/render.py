@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from musicaffect.errors import ConfigError, DataError
+from musicaffect.features.params import FeatureParams
 from musicaffect.samples.arrange import Performance
 from musicaffect.samples.corpus import INSTALL_HINT
 
@@ -89,7 +90,7 @@ def _soundfont_bytes(path: str) -> bytes:
     return Path(path).read_bytes()
 
 
-def render_midi(midi: bytes, *, seconds: float, sr: int = 22050, renderer: str = "auto",
+def render_midi(midi: bytes, *, seconds: float, sr: int = FeatureParams.sr, renderer: str = "auto",
                 soundfont: str | os.PathLike | None = None) -> np.ndarray:
     """Render MIDI bytes to mono audio with a SoundFont.
 

@@ -1,8 +1,10 @@
 """Loss modules for genre classification, affect regression and multitask learning.
 
 Models return raw outputs (logits, unbounded regression values); every non-linearity that a
-loss needs (softmax inside cross-entropy, the sigmoid of a *bounded* regression head) lives
-here and in :func:`musicaffect.evaluation.inference.predict_transform`, never in a model's ``forward``.
+loss needs (softmax inside cross-entropy, the sigmoid of BCE and of a *bounded* regression
+head) lives here and in :meth:`musicaffect.tasks.TaskSpec.transform`, never in a model's
+``forward``. Each task's loss follows its :class:`~musicaffect.tasks.TaskSpec`: cross-entropy
+(multiclass), ``BCEWithLogitsLoss`` (binary), a pointwise regression loss (regression).
 
 Rank-aware term
 ---------------
@@ -34,11 +36,21 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from musicaffect.data.labels import GENRE_TASK, TARGETS
+from musicaffect.data.labels import CLASSES, TARGETS
 from musicaffect.errors import ConfigError
+from musicaffect.tasks import (
+    BINARY,
+    CLASS_TASK,
+    MULTICLASS,
+    REGRESSION,
+    TaskSpec,
+    is_class_task,
+    multiclass,
+)
 
 __all__ = [
     "REGRESSION_KINDS",
+    "task_loss",
     "MultiTaskLoss",
     "TaskLoss",
     "balanced_class_weights",
@@ -49,7 +61,7 @@ __all__ = [
 
 #: Pointwise regression losses accepted by :class:`TaskLoss`.
 REGRESSION_KINDS: tuple[str, ...] = ("mse", "l1", "huber")
-_KINDS = ("ce", *REGRESSION_KINDS)
+_KINDS = ("ce", "bce", *REGRESSION_KINDS)
 
 
 def soft_rank(x: torch.Tensor, *, temperature: float = 0.1) -> torch.Tensor:
@@ -115,11 +127,13 @@ class TaskLoss(nn.Module):
 
     Parameters
     ----------
-    kind : {"ce", "mse", "l1", "huber"}
+    kind : {"ce", "bce", "mse", "l1", "huber"}
         ``"ce"``: cross-entropy on logits of shape (B, C) with int64 targets (B,);
         targets equal to -100 are ignored. Float targets of shape (B, C) are class
-        probabilities (mixup's mixed one-hot targets). The others: pointwise regression losses on
-        outputs (B,) or (B, 1) with float targets (B,); NaN targets are ignored.
+        probabilities (mixup's mixed one-hot targets). ``"bce"``: binary cross-entropy on
+        logits (B,) or (B, 1) with targets in [0, 1] (B,) (``BCEWithLogitsLoss``). The
+        others: pointwise regression losses on the same shapes. NaN targets are ignored
+        (every kind but ``"ce"``).
     bounded : bool
         Regression only: pass the raw output through a sigmoid before the loss (targets are
         in [0, 1]). Use the same flag in
@@ -154,9 +168,9 @@ class TaskLoss(nn.Module):
             raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if huber_delta <= 0 or rank_temperature <= 0:
             raise ConfigError("huber_delta and rank_temperature must be > 0")
-        if kind == "ce" and (bounded or rank_weight > 0):
+        if kind in ("ce", "bce") and (bounded or rank_weight > 0):
             raise ConfigError("bounded outputs and the rank term apply to regression only; "
-                              "set bounded=false and rank_weight=0 for the genre task")
+                              "set bounded=false and rank_weight=0 for classification tasks")
         if kind != "ce" and label_smoothing > 0:
             raise ConfigError("label_smoothing applies to classification (genre) only")
         self.kind = kind
@@ -226,6 +240,8 @@ class TaskLoss(nn.Module):
             pred, target = pred[keep], target[keep]
         if pred.numel() == 0:
             return output.sum() * 0.0
+        if self.kind == "bce":
+            return F.binary_cross_entropy_with_logits(pred, target)
         if self.kind == "mse":
             loss = F.mse_loss(pred, target)
         elif self.kind == "l1":
@@ -327,20 +343,37 @@ class MultiTaskLoss(nn.Module):
         return {t: float(torch.exp(-self.log_vars[t].detach())) for t in self.tasks}
 
 
-def build_loss(tasks: Sequence[str], *, regression: str = "mse", bounded: bool = False,
+def task_loss(spec: TaskSpec, *, regression: str = "mse", rank_weight: float = 0.0,
+              label_smoothing: float = 0.0,
+              class_weights: Sequence[float] | None = None) -> TaskLoss:
+    """The loss of one task from its spec: cross-entropy (multiclass, with
+    ``label_smoothing`` and ``class_weights``), BCE on logits (binary), ``regression`` with
+    the spec's ``bounded`` and ``rank_weight`` (regression)."""
+    if spec.kind == MULTICLASS:
+        return TaskLoss("ce", label_smoothing=label_smoothing, class_weights=class_weights)
+    if spec.kind == BINARY:
+        return TaskLoss("bce")
+    return TaskLoss(regression, bounded=spec.bounded, rank_weight=rank_weight)
+
+
+def build_loss(tasks: Sequence[str] | Sequence[TaskSpec] | Mapping[str, TaskSpec], *,
+               regression: str = "mse", bounded: bool = False,
                rank_weight: float = 0.0, weights: Mapping[str, float] | None = None,
                learn_weights: bool = False, label_smoothing: float = 0.0,
                targets: Sequence[str] | None = None,
                class_weights: Sequence[float] | None = None) -> MultiTaskLoss:
-    """The loss for a set of tasks: cross-entropy for "genre", ``regression`` for the targets.
+    """The loss for a set of tasks, each from its :class:`~musicaffect.tasks.TaskSpec`
+    (:func:`task_loss`).
 
     Parameters
     ----------
-    tasks : sequence of str
-        Any of ``"genre"``, ``"valence"``, ``"energy"``, ``"danceability"``.
+    tasks : sequence of TaskSpec, or dict name -> TaskSpec, or sequence of str
+        The task specs (``RunData.specs``). Plain names (older callers) read as the lab's
+        tasks: ``"genre"`` multiclass, a name in ``targets`` regression with ``bounded``.
     regression : {"mse", "l1", "huber"}
     bounded : bool
-        Sigmoid on regression outputs before the loss.
+        Plain names only: sigmoid on regression outputs before the loss (a spec carries
+        its own ``bounded``).
     rank_weight : float
         Weight of the rank term of every regression task.
     weights : dict[str, float], optional
@@ -348,36 +381,48 @@ def build_loss(tasks: Sequence[str], *, regression: str = "mse", bounded: bool =
     learn_weights : bool
         Uncertainty weighting.
     label_smoothing : float
-        Of the genre cross-entropy.
+        Of the multiclass cross-entropy.
     targets : sequence of str, optional
-        The data's regression targets (default: valence, energy, danceability).
+        Plain names only: the data's regression targets (default: valence, energy,
+        danceability).
     class_weights : sequence of float, optional
-        Per-class weights of the genre cross-entropy (see :func:`balanced_class_weights`).
+        Per-class weights of the multiclass cross-entropy (see :func:`balanced_class_weights`).
 
     Returns
     -------
     loss : MultiTaskLoss
     """
-    tasks = list(tasks)
-    known = tuple(targets) if targets is not None else TARGETS
-    if not tasks:
-        raise ConfigError("no task given: choose genre and/or " + ", ".join(TARGETS))
-    if len(set(tasks)) != len(tasks):
-        raise ConfigError(f"task list {tasks} names a task twice")
+    specs = _as_specs(tasks, bounded=bounded, targets=targets)
     if str(regression).lower() not in REGRESSION_KINDS:
         raise ConfigError(f"unknown regression loss {regression!r}: choose one of "
                           f"{', '.join(REGRESSION_KINDS)}")
-    losses: dict[str, TaskLoss] = {}
-    for task in tasks:
-        if task == GENRE_TASK:
-            losses[task] = TaskLoss("ce", label_smoothing=label_smoothing,
-                                    class_weights=class_weights)
-        elif task in known:
-            losses[task] = TaskLoss(regression, bounded=bounded, rank_weight=rank_weight)
-        else:
-            raise ConfigError(f"unknown task {task!r}: choose from {GENRE_TASK}, "
-                              + ", ".join(known))
+    losses = {s.name: task_loss(s, regression=regression, rank_weight=rank_weight,
+                                label_smoothing=label_smoothing, class_weights=class_weights)
+              for s in specs}
     return MultiTaskLoss(losses, weights=weights, learn_weights=learn_weights)
+
+
+def _as_specs(tasks, *, bounded: bool, targets: Sequence[str] | None) -> list[TaskSpec]:
+    """Task specs from specs, a name -> spec mapping, or plain names (see build_loss)."""
+    items = list(tasks.values()) if isinstance(tasks, Mapping) else list(tasks)
+    if not items:
+        raise ConfigError("no task given: choose genre and/or " + ", ".join(TARGETS))
+    names = [s.name if isinstance(s, TaskSpec) else s for s in items]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"task list {names} names a task twice")
+    known = tuple(targets) if targets is not None else TARGETS
+    out = []
+    for item in items:
+        if isinstance(item, TaskSpec):
+            out.append(item)
+        elif is_class_task(item):
+            out.append(multiclass(item, CLASSES))
+        elif item in known:
+            out.append(TaskSpec(item, REGRESSION, bounded=bounded))
+        else:
+            raise ConfigError(f"unknown task {item!r}: choose from {CLASS_TASK}, "
+                              + ", ".join(known))
+    return out
 
 
 def balanced_class_weights(labels, n_classes: int) -> np.ndarray:
