@@ -30,6 +30,8 @@ from musicaffect.features.params import FeatureParams, MusicnnParams
 #: the reference of ``gain="clip"``: white noise at this RMS (-20 dBFS) through musicnn's
 #: mel gives the median mel power each clip's adapted spectrum is scaled to
 CLIP_LEVEL_RMS = 0.1
+#: points per destination bin at which the adapter samples the source spectrum
+_SUBBINS = 16
 
 
 def log_mel(y: np.ndarray, *, params: MusicnnParams | None = None) -> np.ndarray:
@@ -105,11 +107,18 @@ def _adapter_factors(src_sr: int, src_n_fft: int, src_n_mels: int, dst_sr: int,
     pinv = np.linalg.pinv(src_fb.astype(np.float64))                # (src_bins, src_mels)
     src_f = librosa.fft_frequencies(sr=src_sr, n_fft=src_n_fft)      # (src_bins,)
     dst_f = librosa.fft_frequencies(sr=dst_sr, n_fft=dst_n_fft)      # (dst_bins,)
+    # each destination bin: the mean of the linearly interpolated source spectrum over the
+    # bin's width (sampled at _SUBBINS points), so narrow peaks are integrated, not missed
+    width = dst_f[1] - dst_f[0]
+    offsets = (np.arange(_SUBBINS) + 0.5) / _SUBBINS - 0.5
     interp = np.zeros((dst_f.size, src_f.size))                      # (dst_bins, src_bins)
-    idx = np.clip(np.searchsorted(src_f, dst_f, side="right") - 1, 0, src_f.size - 2)
-    w = np.clip((dst_f - src_f[idx]) / (src_f[idx + 1] - src_f[idx]), 0.0, 1.0)
-    interp[np.arange(dst_f.size), idx] = 1.0 - w
-    interp[np.arange(dst_f.size), idx + 1] += w
+    rows = np.arange(dst_f.size)
+    for off in offsets:
+        f = np.clip(dst_f + off * width, src_f[0], src_f[-1])
+        idx = np.clip(np.searchsorted(src_f, f, side="right") - 1, 0, src_f.size - 2)
+        w = (f - src_f[idx]) / (src_f[idx + 1] - src_f[idx])
+        np.add.at(interp, (rows, idx), (1.0 - w) / _SUBBINS)
+        np.add.at(interp, (rows, idx + 1), w / _SUBBINS)
     dst_fb = librosa.filters.mel(sr=dst_sr, n_fft=dst_n_fft, n_mels=dst_n_mels)
     return pinv, dst_fb.astype(np.float64) @ interp                  # (dst_mels, src_bins)
 

@@ -141,6 +141,8 @@ def checkpoint_feature_params(ckpt: dict | None) -> FeatureParams:
 
 #: the file beside a root's embedding view that records how it was made
 EMBED_PARAMS_FILE = "embed_params.json"
+#: the pretrained musicnn models of the musicnn 0.1.0 wheel that the port reads
+MUSICNN_MODELS: tuple[str, ...] = ("MSD_musicnn", "MTT_musicnn")
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,9 @@ class MusicnnParams:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        if self.model not in MUSICNN_MODELS:
+            raise ConfigError(f"unknown musicnn model {self.model!r}: use one of "
+                              f"{', '.join(MUSICNN_MODELS)}")
         for name in ("sr", "n_fft", "hop_length", "n_mels", "log_scale", "patch_frames",
                      "patch_hop"):
             if not getattr(self, name) > 0:

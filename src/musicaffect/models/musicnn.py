@@ -41,9 +41,10 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from musicaffect.errors import CheckpointError, ConfigError
+from musicaffect.features.params import MUSICNN_MODELS
 
 #: the pretrained models of the wheel this port reads (the VGG models are not ported)
-PRETRAINED: tuple[str, ...] = ("MSD_musicnn", "MTT_musicnn")
+PRETRAINED: tuple[str, ...] = MUSICNN_MODELS
 #: the default pretrained model
 DEFAULT_MODEL = "MSD_musicnn"
 #: pip requirement that provides the weights
@@ -70,7 +71,12 @@ _INSTALL_HINT = f"install it with `pip install --no-deps {PACKAGE_SPEC}` (make s
 
 
 class PretrainedWeightsError(CheckpointError):
-    """The musicnn weights are missing, unreadable or not the expected files."""
+    """The musicnn weights are missing, unreadable or not the expected files; ``path`` (the
+    offending file) is prefixed to the message."""
+
+    def __init__(self, message: str, *, path: str | os.PathLike | None = None):
+        self.path = None if path is None else os.fspath(path)
+        super().__init__(message if path is None else f"{self.path}: {message}")
 
 
 # ---------------------------------------------------------------------------------------
