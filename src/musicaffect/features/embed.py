@@ -91,11 +91,14 @@ class Embedder:
 
     def __init__(self, params: MusicnnParams | None = None, *, device=None,
                  max_patches: int = 64):
-        from musicaffect.evaluation.predictor import select_device
+        import torch
+
         from musicaffect.models.musicnn import load_musicnn
 
         self.params = params or MusicnnParams()
-        self.device = select_device(device)
+        if device in (None, "auto"):   # as evaluation.predictor.select_device (a lower layer)
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
         self.net = load_musicnn(self.params.model, device=self.device)
         self.max_patches = int(max_patches)
 

@@ -326,6 +326,24 @@ def _bn1d(c: int) -> nn.BatchNorm1d:
     return nn.BatchNorm1d(c, eps=BN_EPS)
 
 
+def _conv_relu_bn_freqmax(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """``max over frequency of bn(relu(conv(x)))``: (B, 1, T', F) -> (B, C, T).
+
+    In eval mode the BatchNorm is a per-channel affine map ``a * v + b``, so the maximum over
+    frequency is ``a * max + b`` where ``a >= 0`` and ``a * min + b`` where ``a < 0``
+    (ReLU commutes with both): the same values without normalising the whole (B, C, T, F)
+    map. In training mode the BatchNorm runs on the whole map (its batch statistics need it).
+    """
+    z = conv(x)                                                             # (B, C, T, F')
+    if bn.training:
+        return bn(F.relu(z)).amax(dim=3)
+    a = bn.weight / torch.sqrt(bn.running_var + bn.eps)                     # (C,)
+    b = bn.bias - bn.running_mean * a
+    hi, lo = F.relu(z.amax(dim=3)), F.relu(z.amin(dim=3))                   # (B, C, T)
+    a3, b3 = a[None, :, None], b[None, :, None]
+    return torch.where(a3 >= 0, a3 * hi, a3 * lo) + b3
+
+
 def _zero_beyond(h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Zero the time steps of ``h`` (B, C, T) beyond each length (mask (B, T), True = kept)."""
     return h if mask is None else h.masked_fill(~mask.unsqueeze(1), 0.0)
@@ -406,10 +424,10 @@ class Musicnn(nn.Module):
         front = []
         padded = F.pad(h, (0, 0, 3, 3))                                     # (B, 1, T+6, F)
         for conv, bn in zip(self.timbral, self.timbral_bn):
-            front.append(bn(F.relu(conv(padded))).amax(dim=3))              # (B, 204, T)
+            front.append(_conv_relu_bn_freqmax(conv, bn, padded))           # (B, 204, T)
         for k, conv, bn in zip(self.temporal_kernels, self.temporal, self.temporal_bn):
             hp = F.pad(h, (0, 0, (k - 1) // 2, k // 2))  # TensorFlow's "same": extra at the end
-            front.append(bn(F.relu(conv(hp))).amax(dim=3))                  # (B, 51, T)
+            front.append(_conv_relu_bn_freqmax(conv, bn, hp))               # (B, 51, T)
         f = _zero_beyond(torch.cat(front, dim=1), mask)                    # (B, 561, T)
         m1 = self.midend_bn[0](F.relu(self.midend[0](F.pad(f, (3, 3)))))
         m1 = _zero_beyond(m1, mask)                                         # (B, 64, T)
