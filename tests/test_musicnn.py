@@ -316,6 +316,9 @@ def test_embed_root_adapter_then_audio_with_resume(tmp_path, caplog):
         load_embeddings(root, ["1"], folder="fma_genre_spectrograms", split="train")
     again = embed_root(root, gains=["clip", 10])
     assert (again.done, again.skipped) == (0, 2)             # resume: nothing recomputed
+    from musicaffect.cli import main
+
+    assert main(["embed", str(root), "--gains", "clip", "10"]) == 0   # the CLI, resuming
 
     rep = embed_root(root, audio_dir=tmp_path / "audio")    # other settings: all again
     assert (rep.way, rep.done, rep.skipped) == ("audio", 2, 0)
