@@ -182,6 +182,16 @@ def test_backbone_meets_the_registry_contract_and_freezes():
         mnn.MusicnnBackbone(128, mnn.MusicnnConfig(pretrained="MSD_musicnn"))
 
 
+def test_backbone_trains_every_parameter():
+    from musicaffect.models.base import MusicModel
+
+    torch.manual_seed(0)
+    model = MusicModel(mnn.MusicnnBackbone(12), {"genre": 3}).train()
+    out = model(torch.randn(3, 20, 12), torch.tensor([20, 9, 4]))
+    torch.nn.functional.cross_entropy(out["genre"], torch.tensor([0, 1, 2])).backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+
+
 @needs_weights
 def test_pretrained_backbone_gives_the_penultimate(nets):
     bb = mnn.MusicnnBackbone(96, mnn.MusicnnConfig(pretrained="MSD_musicnn")).eval()

@@ -384,7 +384,8 @@ class Musicnn(nn.Module):
         self.dropout = nn.Dropout(0.5)
         self.dense = nn.Linear(a.pool_dim, a.backend_units)
         self.dense_bn = _bn1d(a.backend_units)
-        self.out = nn.Linear(a.backend_units, a.n_tags)
+        # n_tags = 0: no tag layer (a backbone for other tasks: no unused parameters)
+        self.out = nn.Linear(a.backend_units, a.n_tags) if a.n_tags > 0 else None
 
     @property
     def embedding_dim(self) -> int:
@@ -404,7 +405,8 @@ class Musicnn(nn.Module):
         Returns
         -------
         dict[str, torch.Tensor]
-            ``"logits"`` (B, n_tags) tag logits (sigmoid gives the taggram);
+            ``"logits"`` (B, n_tags) tag logits (sigmoid gives the taggram; absent when
+            ``n_tags`` is 0);
             ``"penultimate"`` (B, 200) the penultimate layer (after its BatchNorm), also as
             ``"embedding"``; ``"pool"`` (B, 1506) the back-end's pooling layer (max and
             mean over time, interleaved per channel, as the dense layer reads it);
@@ -445,9 +447,11 @@ class Musicnn(nn.Module):
         pool = torch.stack([max_pool, mean_pool], dim=2).reshape(B, -1)     # (B, 1506)
         z = self.dropout(self.pool_bn(pool))
         penultimate = self.dense_bn(F.relu(self.dense(z)))                  # (B, 200)
-        logits = self.out(self.dropout(penultimate))                        # (B, n_tags)
-        return {"logits": logits, "penultimate": penultimate, "embedding": penultimate,
-                "pool": pool, "max_pool": max_pool, "mean_pool": mean_pool}
+        out = {"penultimate": penultimate, "embedding": penultimate, "pool": pool,
+               "max_pool": max_pool, "mean_pool": mean_pool}
+        if self.out is not None:
+            out["logits"] = self.out(self.dropout(penultimate))             # (B, n_tags)
+        return out
 
 
 def _tf_to_torch(tensors: dict[str, np.ndarray], arch: MusicnnArch) -> dict[str, torch.Tensor]:
@@ -573,13 +577,14 @@ class MusicnnBackbone(nn.Module):
         super().__init__()
         self.config = config or MusicnnConfig()
         self.n_features = int(n_features)
-        arch = MusicnnArch(n_mels=self.n_features)
+        arch = MusicnnArch(n_mels=self.n_features, n_tags=0)
         if self.config.pretrained and self.n_features != MusicnnArch().n_mels:
             raise ConfigError(f"pretrained musicnn needs musicnn's {MusicnnArch().n_mels}-band "
                               f"log-mel input, got {self.n_features} features")
         self.net = Musicnn(arch)
         if self.config.pretrained:
-            self.net.load_state_dict(pretrained_state_dict(self.config.pretrained))
+            sd = pretrained_state_dict(self.config.pretrained)
+            self.net.load_state_dict({k: v for k, v in sd.items() if not k.startswith("out.")})
         self.out_dim = arch.backend_units if self.config.embedding == "penultimate" \
             else arch.pool_dim
 
