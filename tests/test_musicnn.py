@@ -302,6 +302,13 @@ def _tiny_root(tmp_path: Path) -> Path:
                 .astype(np.float32))
         lines.append(f"{cid},s{cid}.wav,,train,ok")
     (d / "3.fused.full.npy").write_bytes(b"corrupt")
+    # the same id in the other folder: another clip in the Kaggle layout, the same clip in
+    # a build-dataset root (where clips.csv maps the id to one file)
+    other = root / "multitask_dataset" / "test"
+    other.mkdir(parents=True)
+    m = mel_db(_tone_clip(7, 22050)[: 22050 * 4], sr=22050)
+    np.save(other / "1.fused.full.npy", np.vstack([m, np.zeros((12, m.shape[1]))])
+            .astype(np.float32))
     lines.append("3,missing.wav,,train,ok")
     (root / "clips.csv").write_text("\n".join(lines) + "\n")
     return root
@@ -314,7 +321,7 @@ def test_embed_root_adapter_then_audio_with_resume(tmp_path, caplog):
 
     root = _tiny_root(tmp_path)
     rep = embed_root(root, gains=["clip", 10])
-    assert (rep.way, rep.done, rep.failed) == ("adapter", 2, 1)
+    assert (rep.way, rep.done, rep.failed) == ("adapter", 3, 1)
     assert "3.fused.full.npy" in rep.errors_file.read_text()
     X = load_embeddings(root, ["1", "2"], folder="fma_genre_spectrograms", split="train",
                         gain=10)
@@ -324,8 +331,10 @@ def test_embed_root_adapter_then_audio_with_resume(tmp_path, caplog):
     assert both.shape == (1, 1706)
     with pytest.raises(ConfigError, match="choose one"):
         load_embeddings(root, ["1"], folder="fma_genre_spectrograms", split="train")
+    other = load_embeddings(root, ["1"], folder="multitask_dataset", split="test", gain=10)
+    assert not np.allclose(other[0], X[0])                   # its own clip
     again = embed_root(root, gains=["clip", 10])
-    assert (again.done, again.skipped) == (0, 2)             # resume: nothing recomputed
+    assert (again.done, again.skipped) == (0, 3)             # resume: nothing recomputed
     from musicaffect.cli import main
 
     assert main(["embed", str(root), "--gains", "clip", "10"]) == 0   # the CLI, resuming
@@ -336,6 +345,8 @@ def test_embed_root_adapter_then_audio_with_resume(tmp_path, caplog):
     assert doc["way"] == "audio" and doc["weights"]["model"] == "MSD_musicnn"
     A = load_embeddings(root, ["1", "2"], folder="fma_genre_spectrograms", split="train")
     assert A.shape == (2, 200) and not np.allclose(A, X)
+    same = load_embeddings(root, ["1"], folder="multitask_dataset", split="test")
+    np.testing.assert_array_equal(same[0], A[0])             # one clip id, one audio clip
 
 
 @needs_weights

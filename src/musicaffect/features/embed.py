@@ -356,14 +356,18 @@ def embed_root(root: str | os.PathLike, *, model: str = "MSD_musicnn",
     atomic_write(params_file, json.dumps({**doc, "musicaffect": _version()}, indent=2) + "\n")
 
     report = EmbedReport(out=out, way=way, gains=gain_list)
-    files: dict[str, tuple[Path, list[Path]]] = {}   # id -> (a clip file, destinations)
+    # one task per input: from audio, a clip id is one clip across folders (build-dataset
+    # writes a clip with genre and targets to both); from mel rows, one task per file (the
+    # Kaggle folders are separate corpora whose ids may coincide)
+    files: dict[str, tuple[str, Path, list[Path]]] = {}   # key -> (id, a clip file, dests)
     for f, s in folders:
         for cid, path in sorted(list_clip_files(root / f / s).items()):
             dest = out / f / s / f"{cid}.npz"
-            files.setdefault(cid, (path, []))[1].append(dest)
+            key = cid if way == "audio" else os.fspath(path)
+            files.setdefault(key, (cid, path, []))[2].append(dest)
     audio = _audio_sources(clips_csv, audio_dir, source_params) if way == "audio" else {}
     tasks: list[_Task] = []
-    for cid, (path, dests) in files.items():
+    for cid, path, dests in files.values():
         for d in dests:
             d.parent.mkdir(parents=True, exist_ok=True)
             for tmp in d.parent.glob(".*.tmp"):
@@ -382,11 +386,11 @@ def embed_root(root: str | os.PathLike, *, model: str = "MSD_musicnn",
             tasks.append(_Task(cid, os.fspath(path), tuple(map(os.fspath, dests))))
     setup = {"params": p.to_dict(), "way": way, "gains": gain_list,
              "source": source_params.to_dict(), "device": None if device is None else str(device)}
-    for cid, err in _run_all(tasks, setup, jobs=jobs, progress=progress):
+    for source, err in _run_all(tasks, setup, jobs=jobs, progress=progress):
         if err is None:
             report.done += 1
         else:
-            report.errors.append((next(t.source for t in tasks if t.id == cid), err))
+            report.errors.append((source, err))
     report.failed = len(report.errors)
     lines = ["file,reason"] + [_csv_line([a, b]) for a, b in sorted(report.errors)]
     report.errors_file = atomic_write(out / ERRORS_FILE, "\n".join(lines) + "\n")
@@ -447,7 +451,7 @@ def _init_worker(setup: dict[str, Any], threads: int | None) -> None:
 
 
 def _run_task(task: _Task) -> tuple[str, str | None]:
-    """Embed one clip and write it to its destinations. Returns (id, error or None)."""
+    """Embed one clip and write it to its destinations. Returns (source, error or None)."""
     from musicaffect.data.arrays import load_array, select_view
     from musicaffect.features.audio import apply_length_rule, load_audio
     from musicaffect.io import atomic_open
@@ -464,14 +468,14 @@ def _run_task(task: _Task) -> tuple[str, str | None]:
             mel = select_view(load_array(task.source), "mel")
             out = emb.embed_mel_db(mel, gains=_WORKER["gains"], source=fp)
     except DataError as err:
-        return task.id, str(err).removeprefix(f"{task.source}: ")
+        return task.source, str(err).removeprefix(f"{task.source}: ")
     except Exception as err:  # one clip must never stop the batch: report it and go on
         log.debug("embedding failed for %s", task.source, exc_info=True)
-        return task.id, f"embedding failed ({type(err).__name__}: {err})"
+        return task.source, f"embedding failed ({type(err).__name__}: {err})"
     for d in task.dests:
         with atomic_open(d) as f:
             np.savez(f, **out)
-    return task.id, None
+    return task.source, None
 
 
 def _run_all(tasks: list[_Task], setup: dict[str, Any], *, jobs: int | None,
@@ -504,7 +508,7 @@ def _run_all(tasks: list[_Task], setup: dict[str, Any], *, jobs: int | None,
                 try:
                     result = fut.result()
                 except BrokenProcessPool as err:
-                    result = (task.id, f"worker process died ({err}): retry with --jobs 1")
+                    result = (task.source, f"worker process died ({err}): retry with --jobs 1")
                 bar.update()
                 yield result
 
