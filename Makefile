@@ -16,6 +16,9 @@ $(BIN)/musicaffect: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/pip install --quiet -e ".[dev,export,scores]"
+	# musicnn's pretrained weights (ISC); --no-deps: its metadata pins numpy<1.17 and its code
+	# needs TensorFlow, neither of which musicaffect uses (it reads the checkpoint files only)
+	$(BIN)/pip install --quiet --no-deps "musicnn==0.1.0"
 	@touch $@
 
 setup: $(BIN)/musicaffect

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "musicaffect.cli.model_cmds",    # export
     "musicaffect.cli.lab_cmds",      # lab, report
     "musicaffect.cli.cache_cmds",    # cache
+    "musicaffect.cli.embed_cmds",    # embed, tags
 )
 
 

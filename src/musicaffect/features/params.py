@@ -137,3 +137,55 @@ def checkpoint_feature_params(ckpt: dict | None) -> FeatureParams:
     dataset's recipe, which is what their data was made with."""
     d = (ckpt or {}).get("feature_params")
     return FeatureParams.from_dict(d) if isinstance(d, dict) else FeatureParams()
+
+
+#: the file beside a root's embedding view that records how it was made
+EMBED_PARAMS_FILE = "embed_params.json"
+#: the pretrained musicnn models of the musicnn 0.1.0 wheel that the port reads
+MUSICNN_MODELS: tuple[str, ...] = ("MSD_musicnn", "MTT_musicnn")
+
+
+@dataclass(frozen=True)
+class MusicnnParams:
+    """The parameters of musicnn's input (Pons & Serra 2019; musicnn 0.1.0's extractor).
+
+    ``log10(1 + log_scale * mel_power)`` of a 96-band mel spectrogram of 16 kHz audio
+    (n_fft 512, hop 256: 16 ms frames), computed in float32; cut into patches of
+    ``patch_frames`` frames (187 = 3 s, what the models were trained on) every
+    ``patch_hop`` frames (187: no overlap, the original's default); frames after the last
+    whole patch are dropped, as in the original. A clip shorter than one patch is one
+    shorter patch (the network takes any length; the original fails on it).
+    """
+
+    sr: int = 16000
+    n_fft: int = 512
+    hop_length: int = 256
+    n_mels: int = 96
+    log_scale: float = 10000.0
+    patch_frames: int = 187
+    patch_hop: int = 187
+    model: str = "MSD_musicnn"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.model not in MUSICNN_MODELS:
+            raise ConfigError(f"unknown musicnn model {self.model!r}: use one of "
+                              f"{', '.join(MUSICNN_MODELS)}")
+        for name in ("sr", "n_fft", "hop_length", "n_mels", "log_scale", "patch_frames",
+                     "patch_hop"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"musicnn parameter {name} must be > 0, "
+                                  f"got {getattr(self, name)!r}")
+
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds between two input frames (0.016)."""
+        return self.hop_length / self.sr
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MusicnnParams:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
