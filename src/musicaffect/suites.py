@@ -136,12 +136,17 @@ def run_experiment(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *
     ``last.pt`` but no summary is resumed; anything else is replaced.
     """
     from musicaffect.training.engine import fit
+    from musicaffect.training.rundir import data_difference
 
     run_dir = Path(run_dir)
     same = False
     cfg_file = run_dir / "config.yaml"
     if cfg_file.is_file():
         same = yaml.safe_load(cfg_file.read_text()) == cfg.to_dict()
+        why = "its config differs" if not same else data_difference(run_dir, data_root)
+        if why and reuse:
+            log.warning("%s: not reused (%s): training it again", run_dir, why)
+            same = False
     if reuse and same and (run_dir / "summary.json").is_file():
         log.info("reusing finished run %s", run_dir)
         return run_dir

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from musicaffect.data.arrays import N_ROWS, load_array
 from musicaffect.data.layout import list_clip_files
 from musicaffect.errors import DataError
+from musicaffect.outputs import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +78,6 @@ def store_dir(source: str | os.PathLike, *, cache_dir: str | os.PathLike | None 
     return base / f"{source.parent.name}-{source.name}-{key}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale_temps(final: Path) -> None:
     """Remove temporary build folders of ``final`` left by builders that no longer run."""
     for tmp in final.parent.glob(f".{final.name}.tmp-*"):
@@ -94,7 +85,7 @@ def _remove_stale_temps(final: Path) -> None:
             pid = int(tmp.name.rsplit("-", 2)[-2])
         except ValueError:
             pid = -1
-        if pid == os.getpid() or not _pid_alive(pid):
+        if pid == os.getpid() or not pid_alive(pid):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
