@@ -307,10 +307,13 @@ def run_cv(data_root, presets: Sequence[str], out_dir, *, folds: int = 5, seeds:
         raise ConfigError("cv compares presets of one kind: all genre presets or all affect "
                           f"(multitask) presets, got {', '.join(sorted(kinds))}")
     dataset = kinds.pop()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     pool = pool_clips(data_root, dataset)
     fold_idx = make_folds(pool.strat, pool.groups, folds=folds, seed=split_seed)
+    from musicaffect.outputs import claim_output_dir, hold_folder
+
+    out = claim_output_dir(out_dir, "cv", writes=("cv_table.json", "cv_table.md"),
+                           legacy=lambda p: (p / "folds").is_dir() and (p / "data").is_dir())
+    hold_folder(out)
     roots = write_fold_roots(pool, data_root, out / "data", fold_idx)
     info = {"data_root": str(Path(data_root).resolve()), "dataset": dataset, "folds": folds,
             "seeds": seeds, "budget": budget, "overrides": overrides,

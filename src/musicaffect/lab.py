@@ -76,12 +76,14 @@ def run_lab(data_root: str | Path, out_dir: str | Path, *, budget: str = "quick"
 
     from musicaffect import suites
     from musicaffect.data import is_synthetic
-    from musicaffect.paths import check_output_dir
+    from musicaffect.outputs import claim_output_dir, hold_folder
     from musicaffect.suites import budget_overrides
 
     budget_overrides(budget)  # validate early
-    out = Path(check_output_dir(out_dir, what="lab folder"))
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_dir(out_dir, "lab", writes=("report.md", "report.html", "lab_state.json",
+                                                   "explore", "runs"),
+                           legacy=lambda p: (p / "lab_state.json").is_file())
+    hold_folder(out)
     handler = logging.FileHandler(out / "lab.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)

@@ -18,11 +18,13 @@ taken again (the lab trains its runs in the process that holds the lab folder).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from musicaffect.errors import OutputError, RunError
@@ -34,7 +36,8 @@ LOCK_FILE = ".musicaffect-lock"
 
 #: what each kind of folder is called in messages
 KIND_NAMES = {
-    "run": "run folder (`musicaffect train` or `ensemble`)",
+    "run": "run folder (`musicaffect train`)",
+    "ensemble": "ensemble folder (`musicaffect ensemble`)",
     "lab": "lab folder (`musicaffect lab`)",
     "cv": "cross-validation folder (`musicaffect cv`)",
     "explore": "explore folder (`musicaffect explore`)",
@@ -48,8 +51,7 @@ KIND_NAMES = {
 #: files or folders that make a folder a data root even without a marker (the Kaggle layout,
 #: a build-dataset output)
 DATA_ROOT_SIGNS = ("fma_genre_spectrograms", "fma_genre_spectrograms_beat",
-                   "multitask_dataset", "multitask_dataset_beat", "clips.csv",
-                   "feature_params.json")
+                   "multitask_dataset", "multitask_dataset_beat", "feature_params.json")
 
 
 def pid_alive(pid: int) -> bool:
@@ -82,7 +84,7 @@ def folder_kind(path: str | os.PathLike) -> str | None:
     if is_run_dir(p):
         return "run"
     if (p / "ensemble.json").is_file():
-        return "run"
+        return "ensemble"
     if any((p / s).exists() for s in DATA_ROOT_SIGNS):
         return "data"
     return None
@@ -94,13 +96,52 @@ def _listing(p: Path, names, limit: int = 6) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def claim_output_dir(path: str | os.PathLike, kind: str, *, what: str | None = None,
-                     writes: tuple[str, ...] = (), legacy: tuple[str, ...] = ()) -> Path:
-    """Check the rule of this module for ``path`` and claim it for ``kind``.
+def is_empty_folder(path: str | os.PathLike) -> bool:
+    """True for a folder holding nothing (or only a lock file left by a finished holder)."""
+    p = Path(path)
+    return p.is_dir() and not any(c.name != LOCK_FILE for c in p.iterdir())
 
-    Creates the folder when missing and writes its marker. ``writes`` are the fixed file
-    names the command writes (named in the refusal); ``legacy`` are files that identify a
-    folder of this kind made before markers existed (it is then marked and used).
+
+def claim_output_dir(path: str | os.PathLike, kind: str, *, what: str | None = None,
+                     writes: tuple[str, ...] = (),
+                     legacy: Callable[[Path], bool] | None = None) -> Path:
+    """:func:`check_output_folder`, then create ``path`` and mark it as ``kind``'s."""
+    check_output_folder(path, kind, what=what, writes=writes, legacy=legacy)
+    return mark_output_dir(path, kind)
+
+
+@contextlib.contextmanager
+def claiming(path: str | os.PathLike, kind: str, **kw) -> Iterator[Path]:
+    """Check ``path`` (:func:`check_output_folder`), run the block, then mark the folder
+    when the block made it (also after a failure, so a rerun may continue there); a
+    command refused before it wrote anything leaves nothing behind."""
+    p = check_output_folder(path, kind, **kw)
+    try:
+        yield p
+    finally:
+        if Path(p).is_dir() and not is_empty_folder(p):
+            mark_output_dir(p, kind)
+
+
+def mark_output_dir(path: str | os.PathLike, kind: str) -> Path:
+    """Create ``path`` when missing and write its marker (after :func:`check_output_folder`)."""
+    p = Path(path)
+    marker = p / marker_name(kind)
+    p.mkdir(parents=True, exist_ok=True)
+    if not marker.is_file():
+        marker.write_text(json.dumps({"kind": kind, "made": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                      "pid": os.getpid()}) + "\n")
+    return p
+
+
+def check_output_folder(path: str | os.PathLike, kind: str, *, what: str | None = None,
+                        writes: tuple[str, ...] = (),
+                        legacy: Callable[[Path], bool] | None = None) -> Path:
+    """Check the rule of this module for ``path`` (writes nothing).
+
+    ``writes`` are the fixed file
+    names the command writes (named in the refusal); ``legacy(path)`` is True for a folder
+    of this kind made before markers existed (it is then marked and used).
 
     Raises
     ------
@@ -112,25 +153,25 @@ def claim_output_dir(path: str | os.PathLike, kind: str, *, what: str | None = N
     check_output_dir(path, what=what)
     p = Path(path)
     marker = p / marker_name(kind)
-    if p.is_dir() and any(p.iterdir()):
-        found = folder_kind(p)
-        if found == kind:
+    if p.is_dir() and not is_empty_folder(p):
+        if marker.is_file():
             return p
+        mine = legacy is not None and legacy(p) and not any(
+            f.is_file() for f in p.glob(MARKER_PREFIX + "*") if f.name != LOCK_FILE)
+        found = None if mine else folder_kind(p)
+        clash = [f for f in writes if (p / f).exists()]
         if found is not None:
+            named = f" (it would overwrite {_listing(p, clash)})" if clash else ""
             raise OutputError(
-                f"{p}: is a {KIND_NAMES[found]}; the {what} is never written into it "
-                "(nothing was changed): give a new or empty folder")
-        if not any((p / f).exists() for f in legacy):
+                f"{p}: is a {KIND_NAMES[found]}; the {what} is never written into it"
+                f"{named}. Nothing was changed: give a new or empty folder")
+        if not mine:
             present = sorted(c.name for c in p.iterdir())
-            clash = [f for f in writes if (p / f).exists()]
             held = (f"it would overwrite {_listing(p, clash)}" if clash
                     else f"it holds {_listing(p, present)}")
             raise OutputError(
                 f"{p}: folder exists and was not made by this command (no {marker.name}); "
                 f"{held}. Nothing was changed: give a new or empty folder for the {what}")
-    p.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"kind": kind, "made": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                  "pid": os.getpid()}) + "\n")
     return p
 
 
@@ -235,8 +276,10 @@ DISK_ERRORS = {
 }
 
 
-def disk_error_message(err: BaseException) -> str | None:
-    """A message for a full or read-only disk found in ``err`` (or its causes), or None."""
+def disk_error_message(err: BaseException, *, where=None) -> str | None:
+    """A message for a full or read-only disk found in ``err`` (or its causes), or None.
+
+    ``where`` (the command's output) is named when the error itself names no file."""
     seen = 0
     e: BaseException | None = err
     while e is not None and seen < 8:
@@ -249,8 +292,8 @@ def disk_error_message(err: BaseException) -> str | None:
                 code = errno.EROFS
         if code in DISK_ERRORS:
             problem, todo = DISK_ERRORS[code]
-            where = getattr(e, "filename", None)
-            where = f" ({where})" if where else ""
+            where = getattr(e, "filename", None) or where
+            where = f" {where}" if where else ""
             return (f"cannot write{where}: {problem}. Files written before stay as they "
                     f"were (nothing finished was lost); {todo}")
         e = e.__cause__ or e.__context__

@@ -83,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
             log.error("interrupted; finished work is kept (rerun the command to continue)")
         return 130
     except Exception as err:  # noqa: BLE001 - the one crash-free exit of the program
+        from musicaffect.outputs import disk_error_message
+
+        disk = disk_error_message(err, where=getattr(args, "out", None))
+        if disk:   # a full or read-only disk is not a bug: name it and what to do
+            log.error("%s", disk)
+            return 2
         return _report_crash(err, args, sys.argv[1:] if argv is None else argv)
 
 

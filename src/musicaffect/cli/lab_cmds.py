@@ -62,7 +62,9 @@ def cmd_lab(args) -> int:
         root = Path(args.sample)
         if not (root / "SYNTHETIC.txt").is_file():
             from musicaffect.data.sample import write_sample_dataset
+            from musicaffect.outputs import claim_output_dir
 
+            claim_output_dir(root, "sample-data")
             print(f"writing the synthetic sample dataset to {root} ...")
             write_sample_dataset(root, size="small", seed=0)
     steps = None

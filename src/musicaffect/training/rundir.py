@@ -34,8 +34,14 @@ from typing import Any
 import yaml
 
 from musicaffect.errors import RunError
-from musicaffect.outputs import (LOCK_FILE, check_not_held, hold_folder, pid_alive,
-                                 release_folder)
+from musicaffect.outputs import (
+    LOCK_FILE,
+    check_not_held,
+    hold_folder,
+    is_empty_folder,
+    pid_alive,
+    release_folder,
+)
 from musicaffect.paths import check_output_dir
 
 log = logging.getLogger(__name__)
@@ -80,10 +86,6 @@ def is_run_dir(path: str | os.PathLike) -> bool:
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return False
     return isinstance(data, dict) and {"data", "model", "train"} <= set(data)
-
-
-def _is_empty_dir(p: Path) -> bool:
-    return p.is_dir() and not any(c.name != LOCK_FILE for c in p.iterdir())
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -179,7 +181,7 @@ def plan_run_dir(run_dir: str | os.PathLike, *, data_root=None, resume: bool = F
             Path(data_root).resolve(), run_dir.resolve()):
         raise RunError(f"{run_dir}: is the data root or holds it ({data_root}); give "
                        "another --out folder")
-    if not run_dir.exists() or _is_empty_dir(run_dir):
+    if not run_dir.exists() or is_empty_folder(run_dir):
         plan = RunPlan(run_dir, "fresh", data_root=data_root)
         if resume:
             plan.notes.append(f"{run_dir}: nothing to resume (no checkpoint yet): starting "

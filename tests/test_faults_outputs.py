@@ -1,0 +1,351 @@
+"""Issue 15, "nothing overwritten, nothing mixed": one rule for every output folder, folders
+held while used, reuse only of what provably belongs.
+
+One test per case of the issue (the data-lost cases first); each failed before the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from musicaffect.cli import main
+
+TINY = ["--preset", "lstm-beat-mel", "--set", "model.params.hidden_size=8",
+        "--set", "train.epochs=1", "--set", "train.max_batches_per_epoch=1",
+        "--set", "train.batch_size=8", "--no-progress"]
+
+
+def _user_folder(path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    return path
+
+
+def _unchanged(path: Path, files: dict[str, str]) -> bool:
+    return all((path / n).read_text() == t for n, t in files.items())
+
+
+def _fake_run(path: Path) -> Path:
+    """A folder that is a run folder by its marker (nothing in it is loaded)."""
+    path.mkdir(parents=True)
+    (path / ".musicaffect-run").write_text("{}\n")
+    (path / "config.yaml").write_text("name: mine\n")
+    (path / "checkpoints").mkdir()
+    return path
+
+
+# ------------------------------------------------------------------------ data lost (7)
+
+def test_ensemble_into_a_trained_run_is_refused(tmp_path, capsys):
+    run = _fake_run(tmp_path / "run")
+    assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "b"),
+                 "--out", str(run)]) == 2
+    assert "run folder" in capsys.readouterr().err
+    assert (run / "config.yaml").read_text() == "name: mine\n"
+    assert not (run / "ensemble.json").exists()
+
+
+def test_lab_into_a_users_folder_is_refused(sample_root, tmp_path, capsys):
+    mine = {"report.md": "my report", "explore/summary.md": "my summary"}
+    out = _user_folder(tmp_path / "myproject", mine)
+    assert main(["lab", sample_root, "--out", str(out), "--steps", "explore",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "report.md" in err and "explore" in err
+    assert _unchanged(out, mine)
+    assert not (out / "lab_state.json").exists()
+
+
+def test_explore_into_a_users_folder_is_refused(sample_root, tmp_path, capsys):
+    mine = {"summary.md": "mine", "summary.json": "{}"}
+    out = _user_folder(tmp_path / "dir", mine)
+    assert main(["explore", sample_root, "--out", str(out)]) == 2
+    assert "summary.md" in capsys.readouterr().err
+    assert _unchanged(out, mine)
+
+
+def test_explore_reruns_into_its_own_folder(sample_root, tmp_path):
+    out = tmp_path / "explore"
+    assert main(["explore", sample_root, "--out", str(out)]) == 0
+    assert main(["explore", sample_root, "--out", str(out), "--seed", "1"]) == 0
+
+
+def test_evaluate_out_into_a_users_folder_is_refused(tmp_path, capsys):
+    mine = {"metrics.json": '{"mine": 1}'}
+    out = _user_folder(tmp_path / "dir", mine)
+    assert main(["evaluate", str(tmp_path / "run"), str(tmp_path / "data"),
+                 "--out", str(out)]) == 2
+    assert "metrics.json" in capsys.readouterr().err
+    assert _unchanged(out, mine)
+
+
+def test_sample_data_into_a_users_folder_is_refused(tmp_path, capsys):
+    mine = {"SYNTHETIC.txt": "my notes"}
+    out = _user_folder(tmp_path / "dir", mine)
+    assert main(["sample-data", str(out)]) == 2
+    assert "SYNTHETIC.txt" in capsys.readouterr().err
+    assert _unchanged(out, mine) and len(list(out.iterdir())) == 1
+
+
+def test_sample_data_never_writes_into_a_real_data_root(sample_root, tmp_path, capsys):
+    root = tmp_path / "kaggle"
+    shutil.copytree(sample_root, root, copy_function=os.link)
+    (root / "SYNTHETIC.txt").unlink()       # a real (not generated) data root
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    assert main(["sample-data", str(root)]) == 2
+    assert "data root" in capsys.readouterr().err
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+
+
+def test_sample_data_rewrites_its_own_root(tmp_path):
+    out = tmp_path / "sample"
+    assert main(["sample-data", str(out)]) == 0
+    assert main(["sample-data", str(out), "--seed", "1"]) == 0
+
+
+def test_build_dataset_into_a_users_folder_is_refused(tmp_path, capsys):
+    mine = {"clips.csv": "mine", "labels.json": "{}", "notes.txt": "x"}
+    out = _user_folder(tmp_path / "out", mine)
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,genre\na.wav,rock\n")
+    assert main(["build-dataset", str(audio), str(out), "--labels", str(labels)]) == 2
+    err = capsys.readouterr().err
+    assert "clips.csv" in err and "labels.json" in err
+    assert _unchanged(out, mine)
+
+
+def test_build_dataset_never_writes_into_a_data_root(sample_root, tmp_path, capsys):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,genre\na.wav,rock\n")
+    assert main(["build-dataset", str(tmp_path), sample_root, "--labels", str(labels)]) == 2
+    assert "data root" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cmd", [
+    ["suite", "genre", "DATA", "--out", "OUT", "--budget", "tiny", "--no-progress"],
+    ["cv", "DATA", "--presets", "classical-logreg", "--out", "OUT", "--folds", "2"],
+])
+def test_suite_and_cv_into_a_users_folder_are_refused(cmd, sample_root, tmp_path, capsys):
+    mine = {"results.md": "mine"}
+    out = _user_folder(tmp_path / "dir", mine)
+    argv = [{"DATA": sample_root, "OUT": str(out)}.get(a, a) for a in cmd]
+    assert main(argv) == 2
+    assert "results.md" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["results.md"]
+
+
+def test_a_refused_cv_leaves_no_out_folder(sample_root, tmp_path):
+    out = tmp_path / "cv"
+    assert main(["cv", sample_root, "--presets", "classical-logreg", "--folds", "1",
+                 "--out", str(out)]) == 2
+    assert not out.exists()
+
+
+def test_train_overwrite_replaces_only_a_run(tmp_path, sample_root, capsys):
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    (lab / ".musicaffect-lab").write_text("{}")
+    (lab / "lab_state.json").write_text("{}")
+    assert main(["train", sample_root, "--out", str(lab), "--overwrite", *TINY]) == 2
+    assert (lab / "lab_state.json").read_text() == "{}"
+
+
+# ------------------------------------------------------------------------ held folders
+
+HOLD = """
+import sys, time
+from musicaffect.outputs import hold_folder
+hold_folder(sys.argv[1])
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def held(tmp_path):
+    """A run folder held by another live process; yields (folder, that process)."""
+    run = _fake_run(tmp_path / "run")
+    (run / "checkpoints" / "last.pt").write_bytes(b"x")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE,
+                            text=True, env=env)
+    assert proc.stdout.readline().strip() == "held"
+    yield run, proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.parametrize("flag", [[], ["--overwrite"], ["--resume"]])
+def test_a_held_run_folder_is_refused_naming_the_holder(held, flag, sample_root, capsys):
+    run, proc = held
+    assert main(["train", sample_root, "--out", str(run), *flag, *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "in use" in err and f"pid {proc.pid}" in err and "started" in err
+    assert (run / "checkpoints" / "last.pt").read_bytes() == b"x"
+
+
+def test_a_killed_holder_frees_the_folder(held):
+    from musicaffect.outputs import check_not_held, holder
+
+    run, proc = held
+    assert holder(run)["pid"] == proc.pid
+    proc.kill()
+    proc.wait()
+    assert holder(run) is None
+    check_not_held(run)
+
+
+def test_a_held_lab_folder_is_refused(tmp_path, sample_root, capsys):
+    out = tmp_path / "lab"
+    out.mkdir()
+    (out / ".musicaffect-lab").write_text("{}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        assert main(["lab", sample_root, "--out", str(out), "--steps", "explore",
+                     "--no-progress"]) == 2
+        assert f"pid {proc.pid}" in capsys.readouterr().err
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_two_train_processes_on_one_out(sample_root, tmp_path):
+    """Two real `train` commands on one --out: the second is refused, the first is intact."""
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "musicaffect", "train", sample_root, "--out", str(run),
+            "--preset", "lstm-beat-mel", "--set", "model.params.hidden_size=8",
+            "--set", "train.epochs=60", "--set", "train.patience=1000",
+            "--set", "train.max_batches_per_epoch=1", "--set", "train.batch_size=8",
+            "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    from musicaffect.outputs import holder
+
+    deadline = time.time() + 120
+    while (not run.is_dir() or holder(run) is None) and first.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    second = subprocess.run([*argv, "--set", "seed=1"], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert first.poll() is None, "the first run ended before the second started"
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert second.returncode == 2, second.stderr
+    assert f"pid {first.pid}" in second.stderr
+    marker = json.loads((run / ".musicaffect-run").read_text())
+    assert marker["pid"] == first.pid
+    import torch
+    import yaml
+
+    assert yaml.safe_load((run / "config.yaml").read_text())["seed"] == 0
+    for which in ("best", "last"):
+        ckpt = torch.load(run / "checkpoints" / f"{which}.pt", weights_only=False)
+        assert ckpt["config"]["seed"] == 0
+    assert len((run / "metrics.csv").read_text().strip().splitlines()) == 1 + 60
+
+
+# ------------------------------------------------------------------------ reuse
+
+def test_resume_on_other_data_is_refused_naming_both(sample_root, tmp_path):
+    from musicaffect.errors import RunError
+    from musicaffect.training.rundir import RunClaim, plan_run_dir
+
+    other = tmp_path / "other"
+    shutil.copytree(sample_root, other, copy_function=os.link)
+    (other / "fma_genre_spectrograms" / "train_labels.txt").unlink()
+    run = tmp_path / "run"
+    claim = RunClaim(plan_run_dir(run, data_root=sample_root))
+    claim.claim(_cfg())
+    (run / "checkpoints" / "last.pt").write_bytes(b"x")
+    claim.commit()
+    plan_run_dir(run, data_root=sample_root, resume=True)   # same data: fine
+    with pytest.raises(RunError) as err:
+        plan_run_dir(run, data_root=other, resume=True)
+    assert str(Path(sample_root).resolve()) in str(err.value)
+    assert str(other.resolve()) in str(err.value)
+
+
+def test_resume_on_changed_data_is_refused(sample_root, tmp_path):
+    from musicaffect.errors import RunError
+    from musicaffect.training.rundir import RunClaim, plan_run_dir
+
+    data = tmp_path / "data"
+    shutil.copytree(sample_root, data, copy_function=os.link)
+    run = tmp_path / "run"
+    RunClaim(plan_run_dir(run, data_root=data)).claim(_cfg())
+    (run / "checkpoints" / "last.pt").write_bytes(b"x")
+    labels = data / "fma_genre_spectrograms" / "train_labels.txt"
+    lines = labels.read_text().splitlines()
+    labels.unlink()
+    labels.write_text("\n".join(lines[:-1]) + "\n")     # one clip fewer
+    with pytest.raises(RunError, match="changed"):
+        plan_run_dir(run, data_root=data, resume=True)
+
+
+def _cfg():
+    from musicaffect.config import load_config
+
+    return load_config("lstm-beat-mel", [])
+
+
+@pytest.mark.slow
+def test_cv_with_another_split_seed_retrains_every_fold(sample_root, tmp_path, caplog):
+    out = tmp_path / "cv"
+    argv = ["cv", sample_root, "--presets", "classical-logreg", "--folds", "2",
+            "--budget", "tiny", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    runs = sorted(out.glob("folds/fold-*/seed-0/classical-logreg"))
+    assert len(runs) == 2
+    stamps = [(r / "summary.json").stat().st_mtime_ns for r in runs]
+    assert main(argv) == 0              # same split: every fold reused
+    assert [(r / "summary.json").stat().st_mtime_ns for r in runs] == stamps
+    caplog.clear()
+    assert main([*argv, "--split-seed", "1"]) == 0
+    assert [(r / "summary.json").stat().st_mtime_ns for r in runs] != stamps
+    assert all((r / "summary.json").stat().st_mtime_ns != s for r, s in zip(runs, stamps))
+    notes = [r.getMessage() for r in caplog.records if "not reused" in r.getMessage()]
+    assert len(notes) == 2 and all("data" in n for n in notes)
+
+
+def test_build_dataset_resume_recomputes_a_clip_whose_audio_changed(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from musicaffect.features.build import build_dataset
+
+    sr = 22050
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    t = np.arange(6 * sr) / sr
+    for i, f in enumerate((220.0, 330.0, 440.0)):
+        sf.write(audio / f"s{i}.wav", (0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32), sr)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,genre,split\ns0.wav,a,train\ns1.wav,b,train\ns2.wav,a,test\n")
+    out = tmp_path / "data"
+    kw = dict(labels_csv=labels, jobs=1, clip_seconds=6.0)
+    assert build_dataset(audio, out, **kw).done == 3
+    rep = build_dataset(audio, out, **kw)
+    assert (rep.done, rep.skipped) == (0, 3)
+    clip = next((out / "fma_genre_spectrograms" / "test").glob("*.npy"))
+    before = np.load(clip)
+    noise = np.random.default_rng(0).standard_normal(len(t)).astype(np.float32)
+    sf.write(audio / "s2.wav", 0.3 * noise, sr)
+    rep = build_dataset(audio, out, **kw)
+    assert (rep.done, rep.skipped) == (1, 2)
+    assert not np.allclose(np.load(clip), before)
