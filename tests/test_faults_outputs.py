@@ -349,3 +349,190 @@ def test_build_dataset_resume_recomputes_a_clip_whose_audio_changed(tmp_path):
     rep = build_dataset(audio, out, **kw)
     assert (rep.done, rep.skipped) == (1, 2)
     assert not np.allclose(np.load(clip), before)
+
+
+# ------------------------------------------------------------------------ named errors
+
+def test_base_cycles_are_named(tmp_path, capsys):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(f"base: {b}\ntrain: {{lr: 0.001}}\n")
+    b.write_text(f"base: {a}\n")
+    assert main(["train", str(tmp_path), "--config", str(a)]) == 2
+    err = capsys.readouterr().err
+    assert "loops back" in err and "a.yaml" in err and "b.yaml" in err
+
+
+@pytest.mark.parametrize("err", [
+    OSError(28, "No space left on device", "/full/run/checkpoints/last.pt"),
+    RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0"),
+    OSError(30, "Read-only file system", "/ro/run/config.yaml"),
+])
+def test_full_or_read_only_disks_are_named(err, sample_root, tmp_path, monkeypatch, capsys):
+    import musicaffect.training.engine as engine
+
+    def fail(*a, **k):
+        raise err
+
+    monkeypatch.setattr(engine, "fit", fail)
+    out = tmp_path / "run"
+    assert main(["train", sample_root, "--out", str(out), *TINY]) == 2
+    msg = capsys.readouterr().err
+    assert "nothing finished was lost" in msg and "unexpected" not in msg
+    assert (getattr(err, "filename", None) or str(out)) in msg
+    assert ("full" in msg) if "28" in str(err) or "inline" in str(err) else ("read-only" in msg)
+
+
+def test_a_read_only_cache_folder_reads_without_a_cache(sample_root, tmp_path, monkeypatch,
+                                                         caplog):
+    import errno
+
+    import numpy as np
+
+    from musicaffect.data.cache import ClipStore
+
+    split = Path(sample_root) / "fma_genre_spectrograms_beat" / "train"
+    cached = ClipStore(split, cache_dir=tmp_path / "ok", progress=False)
+
+    def read_only(self, *a, **k):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(ClipStore, "_build", read_only)
+    store = ClipStore(split, cache_dir=tmp_path / "ro", progress=False)
+    assert "without a cache" in caplog.text
+    assert store.ids == cached.ids and (store.lengths == cached.lengths).all()
+    cid = store.ids[3]
+    assert np.array_equal(store.get(cid), cached.get(cid))
+    assert np.array_equal(store.get(cid, rows=slice(0, 128)), cached.get(cid, rows=slice(0, 128)))
+
+
+def test_single_genre_data_is_named_for_deep_presets(sample_root, tmp_path, capsys):
+    from dataclasses import replace
+
+    from musicaffect.data.vocab import lab_vocabulary
+
+    root = tmp_path / "one"
+    shutil.copytree(sample_root, root, copy_function=os.link)
+    for rate in ("fma_genre_spectrograms", "fma_genre_spectrograms_beat"):
+        for split in ("train", "test"):
+            f = root / rate / f"{split}_labels.txt"
+            lines = f.read_text().splitlines()
+            f.unlink()
+            f.write_text("\n".join([lines[0]] + [ln for ln in lines[1:]
+                                                  if ln.endswith("\tBlues")]) + "\n")
+    replace(lab_vocabulary(), classes=("Blues",), mapping={"Blues": "Blues"},
+            genre_map="none", source="own").write(root)
+    assert main(["train", str(root), "--out", str(tmp_path / "run"), *TINY,
+                 "--set", "data.val_fraction=0.5"]) == 2
+    assert "single genre class" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_impossible_stratified_split_falls_back(caplog):
+    import numpy as np
+
+    from musicaffect.data.splits import train_val_split
+
+    labels = np.repeat(np.arange(10), 4)          # 40 clips, 10 classes: 8 val < 10 classes
+    tr, va = train_val_split(40, val_fraction=0.2, seed=0, stratify=labels)
+    assert len(va) == 8 and len(tr) == 32 and not set(tr) & set(va)
+    assert "unstratified" in caplog.text
+    groups = np.repeat(np.arange(20), 2)
+    tr, va = train_val_split(40, val_fraction=0.2, seed=0, stratify=np.arange(40) % 10,
+                             groups=groups)
+    assert len(va) and not set(groups[tr]) & set(groups[va])
+
+
+# ------------------------------------------------------------------------ predict
+
+@pytest.fixture(scope="module")
+def tiny_run(sample_root, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("outputs") / "run"
+    assert main(["train", sample_root, "--out", str(run), *TINY]) == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory) -> tuple[Path, Path]:
+    import numpy as np
+    import soundfile as sf
+
+    folder = tmp_path_factory.mktemp("songs")
+    sr = 44100
+    t = np.arange(6 * sr) / sr
+    good = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    sf.write(folder / "good.wav", np.stack([good, good], 1), sr, subtype="FLOAT")
+    bad = good.copy()
+    bad[1000:1010] = np.nan
+    bad[5000] = np.inf
+    sf.write(folder / "bad.wav", np.stack([bad, bad], 1), sr, subtype="FLOAT")
+    return folder / "good.wav", folder / "bad.wav"
+
+
+def test_non_finite_audio_is_a_per_file_error(tiny_run, songs, capsys):
+    good, bad = songs
+    assert main(["predict", str(tiny_run), str(bad), str(good), "--format", "json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    by_file = {Path(p["file"]).name: p for p in out}
+    assert "NaN or infinite" in by_file["bad.wav"]["error"]
+    assert not by_file["good.wav"].get("error") and by_file["good.wav"]["genre"]
+
+
+@pytest.mark.parametrize("opt", [["--threshold", "nan"], ["--threshold", "1.5"],
+                                 ["--threshold", "-0.1"], ["--top", "-5"], ["--top", "0"]])
+def test_predict_options_are_checked(opt, tiny_run, songs, capsys):
+    assert main(["predict", str(tiny_run), str(songs[0]), *opt]) == 2
+    assert opt[0] in capsys.readouterr().err
+
+
+def test_predict_out_takes_the_format_from_its_suffix(tiny_run, songs, tmp_path):
+    assert main(["predict", str(tiny_run), str(songs[0]), "--out", str(tmp_path / "p.json")]) == 0
+    assert json.loads((tmp_path / "p.json").read_text())[0]["genre"]
+    assert main(["predict", str(tiny_run), str(songs[0]), "--out", str(tmp_path / "p.csv")]) == 0
+    assert (tmp_path / "p.csv").read_text().startswith("file,")
+    assert main(["predict", str(tiny_run), str(songs[0]), "--out", str(tmp_path / "p.json"),
+                 "--format", "table"]) == 0
+    assert not (tmp_path / "p.json").read_text().lstrip().startswith("[")
+
+
+def test_a_failed_predict_out_leaves_no_empty_file(tiny_run, songs, tmp_path, monkeypatch,
+                                                   capsys):
+    import errno
+
+    from musicaffect.cli import predict_cmds
+
+    def full(out, *a, **k):
+        out.write("x")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    real = predict_cmds._write
+    monkeypatch.setattr(predict_cmds, "_write",
+                        lambda out, *a: full(out) if out is not sys.stdout else real(out, *a))
+    target = tmp_path / "p.json"
+    assert main(["predict", str(tiny_run), str(songs[0]), "--out", str(target)]) == 2
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    assert "genre" in capsys.readouterr().out      # the predictions were printed instead
+
+
+def test_export_of_a_classical_run_says_so(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.classical.json").write_text("{}")
+    assert main(["export", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "classical" in err and "train first" not in err
+
+
+def test_warnings_are_one_line_without_source_paths(tmp_path, capsys, monkeypatch):
+    import warnings
+
+    from musicaffect.cli import predict_cmds
+
+    def warn(args):
+        warnings.warn("Spearman's rho of fewer than 2 values is undefined", RuntimeWarning,
+                      stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(predict_cmds, "cmd_predict", warn)
+    parser_main = main(["predict", "x"])
+    err = capsys.readouterr().err
+    assert parser_main == 0 and "undefined" in err and ".py:" not in err

@@ -228,6 +228,10 @@ def _cross_rate(data_root, genre_dir: Path) -> Callable[[], dict]:
 
 def _suite_result(result, extra: Callable[[], dict] | None = None) -> dict:
     out = {"table": result.to_dict(), "runs": result.runs}
+    failed = [str(r.get("experiment") or r.get("model")) for r in result.rows if r.get("error")]
+    if failed:   # the step went on; `lab` exits non-zero and the report names them
+        out.update(failed_presets=failed,
+                   error=f"failed preset(s): {', '.join(failed)} (see the table)")
     if extra is not None:
         out.update(extra())
     return out

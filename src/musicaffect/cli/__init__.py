@@ -51,6 +51,13 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr, force=True)
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        # a warning is a message to the user: one log line, without source paths
+        logging.getLogger("musicaffect").warning("%s", message)
+
+    warnings.showwarning = show
 
 
 def main(argv: list[str] | None = None) -> int:
