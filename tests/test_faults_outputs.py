@@ -45,15 +45,6 @@ def _fake_run(path: Path) -> Path:
 
 # ------------------------------------------------------------------------ data lost (7)
 
-def test_ensemble_into_a_trained_run_is_refused(tmp_path, capsys):
-    run = _fake_run(tmp_path / "run")
-    assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "b"),
-                 "--out", str(run)]) == 2
-    assert "run folder" in capsys.readouterr().err
-    assert (run / "config.yaml").read_text() == "name: mine\n"
-    assert not (run / "ensemble.json").exists()
-
-
 def test_lab_into_a_users_folder_is_refused(sample_root, tmp_path, capsys):
     mine = {"report.md": "my report", "explore/summary.md": "my summary"}
     out = _user_folder(tmp_path / "myproject", mine)
@@ -449,6 +440,17 @@ def tiny_run(sample_root, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("outputs") / "run"
     assert main(["train", sample_root, "--out", str(run), *TINY]) == 0
     return run
+
+
+def test_ensemble_into_a_trained_run_is_refused(tiny_run, tmp_path, capsys):
+    run = _fake_run(tmp_path / "run")
+    assert main(["ensemble", str(tiny_run), str(tiny_run), "--out", str(run)]) == 2
+    assert "run folder" in capsys.readouterr().err
+    assert (run / "config.yaml").read_text() == "name: mine\n"
+    assert not (run / "ensemble.json").exists()
+    ens = tmp_path / "ens"
+    assert main(["ensemble", str(tiny_run), str(tiny_run), "--out", str(ens)]) == 0
+    assert main(["ensemble", str(tiny_run), "--out", str(ens)]) == 0   # its own kind
 
 
 @pytest.fixture(scope="module")
