@@ -538,3 +538,62 @@ def test_warnings_are_one_line_without_source_paths(tmp_path, capsys, monkeypatc
     parser_main = main(["predict", "x"])
     err = capsys.readouterr().err
     assert parser_main == 0 and "undefined" in err and ".py:" not in err
+
+
+# ------------------------------------------------------------------------ the lab on small data
+
+LAB10 = ("Blues", "Classical", "Electronic", "Folk", "Hip-Hop", "Jazz", "Metal", "Pop", "Rock",
+         "Trip-Hop")
+
+
+def _small_root(src: str, dst: Path) -> Path:
+    """40 training clips in the 10 lab classes (4 each), Kaggle layout: 8 validation clips
+    cannot hold all 10 classes, so a stratified split is impossible."""
+    shutil.copytree(src, dst, copy_function=os.link)
+    for rate in ("fma_genre_spectrograms", "fma_genre_spectrograms_beat"):
+        for split in ("train", "test"):
+            f = dst / rate / f"{split}_labels.txt"
+            lines = f.read_text().splitlines()
+            f.unlink()
+            f.write_text("\n".join([lines[0]] + [ln for ln in lines[1:]
+                                                  if ln.split("\t")[1] in LAB10]) + "\n")
+    for rate in ("multitask_dataset", "multitask_dataset_beat"):
+        f = dst / rate / "train_labels.txt"
+        lines = f.read_text().splitlines()
+        f.unlink()
+        f.write_text("\n".join(lines[:41]) + "\n")
+    return dst
+
+
+def test_a_failing_preset_is_a_row_and_lab_exits_non_zero(sample_root, tmp_path,
+                                                          monkeypatch, capsys):
+    from musicaffect import suites
+
+    monkeypatch.setattr(suites, "GENRE_SUITE", {
+        "no-such-preset": ("broken", "-", None, None),
+        "classical-logreg": ("classical", "fused statistics", None, None)})
+    out = tmp_path / "lab"
+    assert main(["lab", sample_root, "--out", str(out), "--steps", "genre",
+                 "--budget", "tiny", "--no-progress"]) == 1
+    printed = capsys.readouterr().out
+    assert "failed: genre/no-such-preset" in printed
+    state = json.loads((out / "lab_state.json").read_text())["steps"]["genre"]
+    rows = {r["experiment"]: r for r in state["table"]["rows"]}
+    assert "unknown preset" in rows["no-such-preset"]["error"]
+    assert rows["classical-logreg"]["accuracy"] is not None
+    assert "no-such-preset" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_lab_on_40_clips_finishes_every_step(sample_root, tmp_path, capsys):
+    from musicaffect.suites import GENRE_SUITE
+
+    root = _small_root(sample_root, tmp_path / "small")
+    out = tmp_path / "lab"
+    assert main(["lab", str(root), "--out", str(out), "--budget", "quick",
+                 "--no-progress"]) == 0
+    steps = json.loads((out / "lab_state.json").read_text())["steps"]
+    assert {s: v["status"] for s, v in steps.items()} == {s: "done" for s in steps}
+    rows = steps["genre"]["table"]["rows"]
+    assert [r["experiment"] for r in rows] == list(GENRE_SUITE)
+    assert all(r["accuracy"] is not None and not r.get("error") for r in rows)
