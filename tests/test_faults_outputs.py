@@ -597,3 +597,10 @@ def test_lab_on_40_clips_finishes_every_step(sample_root, tmp_path, capsys):
     rows = steps["genre"]["table"]["rows"]
     assert [r["experiment"] for r in rows] == list(GENRE_SUITE)
     assert all(r["accuracy"] is not None and not r.get("error") for r in rows)
+
+
+def test_a_finished_run_is_given_back(tiny_run):
+    from musicaffect import outputs
+
+    assert (tiny_run / outputs.LOCK_FILE).is_file()      # it was held while training
+    assert str(tiny_run.resolve()) not in outputs._HELD  # and given back at the end

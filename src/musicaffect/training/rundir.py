@@ -26,6 +26,7 @@ import os
 import shutil
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,11 +280,21 @@ class RunClaim:
         #: called before / after a replacement moves into place (e.g. to reopen log files)
         self.before_swap: list[Callable[[], None]] = []
         self.after_swap: list[Callable[[Path], None]] = []
+        #: folders this claim holds (given back when the claim is dropped: end of training)
+        self._taken: list[Path] = []
+        weakref.finalize(self, _release_all, self._taken)
         if plan.mode == "replace":
             tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
             self.path = self.final.parent / f".{self.final.name}.new-{tag}"
         else:
             self.path = self.final
+
+    def _hold(self, path: Path) -> None:
+        from musicaffect import outputs
+
+        if str(path.resolve()) not in outputs._HELD:   # not already this process's
+            hold_folder(path)
+            self._taken.append(path)
 
     def claim(self, cfg) -> Path:
         """Create (or clear a checkpoint-less run in) the folder; write marker and config."""
@@ -291,7 +302,7 @@ class RunClaim:
 
         if self.final.is_dir():   # hold the folder before anything in it changes
             try:
-                hold_folder(self.final)
+                self._hold(self.final)
             except RunError:
                 self.committed = True   # nothing here is this claim's: abort leaves it
                 raise
@@ -309,7 +320,7 @@ class RunClaim:
             self.created = not self.path.exists()
         (self.path / "checkpoints").mkdir(parents=True, exist_ok=True)
         try:
-            hold_folder(self.path)
+            self._hold(self.path)
         except RunError:
             self.created = False
             self.committed = True
@@ -336,9 +347,12 @@ class RunClaim:
                 hook()
             if self.final.exists():
                 release_folder(self.final)
+                if self.final in self._taken:
+                    self._taken.remove(self.final)
                 os.rename(self.final, trash)
             os.rename(self.path, self.final)
             _rekey(self.path, self.final)
+            self._taken[:] = [self.final if p == self.path else p for p in self._taken]
             for hook in self.after_swap:
                 hook(self.final)
             shutil.rmtree(trash, ignore_errors=True)
@@ -352,7 +366,7 @@ class RunClaim:
         """The run failed before its first checkpoint: remove what this claim wrote."""
         if self.committed:
             return
-        release_folder(self.path)
+        _release_all(self._taken)
         if self.plan.mode == "replace" or self.created:
             shutil.rmtree(self.path, ignore_errors=True)
         elif self.path.is_dir():
@@ -361,6 +375,11 @@ class RunClaim:
                     shutil.rmtree(child, ignore_errors=True)
                 else:
                     child.unlink(missing_ok=True)
+
+
+def _release_all(paths: list[Path]) -> None:
+    while paths:
+        release_folder(paths.pop())
 
 
 def _rekey(old: Path, new: Path) -> None:
