@@ -293,6 +293,7 @@ def run_cv(data_root, presets: Sequence[str], out_dir, *, folds: int = 5, seeds:
     ``out_dir/cv_table.json`` and ``cv_table.md``.
     """
     from musicaffect.data import is_synthetic
+    from musicaffect.outputs import claim_output_dir, hold_folder
     from musicaffect.suites import _cfg, budget_overrides, train_preset
 
     if not presets:
@@ -309,8 +310,6 @@ def run_cv(data_root, presets: Sequence[str], out_dir, *, folds: int = 5, seeds:
     dataset = kinds.pop()
     pool = pool_clips(data_root, dataset)
     fold_idx = make_folds(pool.strat, pool.groups, folds=folds, seed=split_seed)
-    from musicaffect.outputs import claim_output_dir, hold_folder
-
     out = claim_output_dir(out_dir, "cv", writes=("cv_table.json", "cv_table.md"),
                            legacy=lambda p: (p / "folds").is_dir() and (p / "data").is_dir())
     hold_folder(out)

@@ -129,8 +129,10 @@ def prepare_data(cfg, data_root: str | Path) -> RunData:
                 raise ConfigError(f"loss.bounded squashes outputs into [0, 1], but target {t} "
                                   f"spans [{lo:g}, {hi:g}] in this data: set loss.bounded=false "
                                   "or rescale the labels to [0, 1]")
-    if GENRE_TASK in ds.tasks and len(np.unique(ds.labels(GENRE_TASK))) < 2:
-        raise DataError(f"the training clips hold a single genre class ({', '.join(vocab.classes)}"
+    found = np.unique(ds.labels(GENRE_TASK)) if GENRE_TASK in ds.tasks else np.arange(2)
+    found = found[found >= 0]   # -100: a multitask clip without genre
+    if len(found) == 1:
+        raise DataError(f"the training clips hold a single genre class ({vocab.classes[found[0]]}"
                         "); a genre classifier needs at least two: add clips of another "
                         "genre, or train an affect preset", path=Path(data_root))
     stratify = ds.labels(GENRE_TASK) if (d.stratify and GENRE_TASK in ds.tasks) else None
