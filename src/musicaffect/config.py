@@ -364,10 +364,18 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def read_preset(name_or_path: str | Path) -> dict:
-    """Read a preset by name or a YAML file by path; follows a ``base:`` key recursively."""
+def read_preset(name_or_path: str | Path, *, _chain: tuple[str, ...] = ()) -> dict:
+    """Read a preset by name or a YAML file by path; follows a ``base:`` key recursively
+    (a cycle of ``base:`` keys is a :class:`ConfigError` naming it)."""
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    file = path.suffix in (".yaml", ".yml") or path.exists()
+    key = str(path.resolve()) if file else f"preset {name_or_path}"
+    if key in _chain:
+        loop = " -> ".join([*_chain[_chain.index(key):], key])
+        raise ConfigError(f"{_chain[-1]}: its base: chain loops back ({loop}); remove one "
+                          "of these base: keys")
+    _chain = (*_chain, key)
+    if file:
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
         text = path.read_text()
@@ -387,7 +395,7 @@ def read_preset(name_or_path: str | Path) -> dict:
         raise ConfigError(f"{where}: a config must be a mapping of sections")
     base = data.pop("base", None)
     if base:
-        data = deep_merge(read_preset(base), data)
+        data = deep_merge(read_preset(base, _chain=_chain), data)
     return data
 
 

@@ -293,6 +293,7 @@ def run_cv(data_root, presets: Sequence[str], out_dir, *, folds: int = 5, seeds:
     ``out_dir/cv_table.json`` and ``cv_table.md``.
     """
     from musicaffect.data import is_synthetic
+    from musicaffect.outputs import claim_output_dir, hold_folder
     from musicaffect.suites import _cfg, budget_overrides, train_preset
 
     if not presets:
@@ -307,10 +308,11 @@ def run_cv(data_root, presets: Sequence[str], out_dir, *, folds: int = 5, seeds:
         raise ConfigError("cv compares presets of one kind: all genre presets or all affect "
                           f"(multitask) presets, got {', '.join(sorted(kinds))}")
     dataset = kinds.pop()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     pool = pool_clips(data_root, dataset)
     fold_idx = make_folds(pool.strat, pool.groups, folds=folds, seed=split_seed)
+    out = claim_output_dir(out_dir, "cv", writes=("cv_table.json", "cv_table.md"),
+                           legacy=lambda p: (p / "folds").is_dir() and (p / "data").is_dir())
+    hold_folder(out)
     roots = write_fold_roots(pool, data_root, out / "data", fold_idx)
     info = {"data_root": str(Path(data_root).resolve()), "dataset": dataset, "folds": folds,
             "seeds": seeds, "budget": budget, "overrides": overrides,

@@ -75,12 +75,14 @@ def run_lab(data_root: str | Path, out_dir: str | Path, *, budget: str = "quick"
 
     from musicaffect import suites
     from musicaffect.data import is_synthetic
-    from musicaffect.paths import check_output_dir
+    from musicaffect.outputs import claim_output_dir, hold_folder
     from musicaffect.suites import budget_overrides
 
     budget_overrides(budget)  # validate early
-    out = Path(check_output_dir(out_dir, what="lab folder"))
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_dir(out_dir, "lab", writes=("report.md", "report.html", "lab_state.json",
+                                                   "explore", "runs"),
+                           legacy=lambda p: (p / "lab_state.json").is_file())
+    hold_folder(out)
     handler = logging.FileHandler(out / "lab.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
@@ -225,6 +227,10 @@ def _cross_rate(data_root, genre_dir: Path) -> Callable[[], dict]:
 
 def _suite_result(result, extra: Callable[[], dict] | None = None) -> dict:
     out = {"table": result.to_dict(), "runs": result.runs}
+    failed = [str(r.get("experiment") or r.get("model")) for r in result.rows if r.get("error")]
+    if failed:   # the step went on; `lab` exits non-zero and the report names them
+        out.update(failed_presets=failed,
+                   error=f"failed preset(s): {', '.join(failed)} (see the table)")
     if extra is not None:
         out.update(extra())
     return out

@@ -52,6 +52,13 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr, force=True)
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        # a warning is a message to the user: one log line, without source paths
+        logging.getLogger("musicaffect").warning("%s", message)
+
+    warnings.showwarning = show
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
             log.error("interrupted; finished work is kept (rerun the command to continue)")
         return 130
     except Exception as err:  # noqa: BLE001 - the one crash-free exit of the program
+        from musicaffect.outputs import disk_error_message
+
+        disk = disk_error_message(err, where=getattr(args, "out", None))
+        if disk:   # a full or read-only disk is not a bug: name it and what to do
+            log.error("%s", disk)
+            return 2
         return _report_crash(err, args, sys.argv[1:] if argv is None else argv)
 
 

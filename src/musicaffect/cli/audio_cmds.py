@@ -48,15 +48,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _build_dataset(args: argparse.Namespace) -> int:
-    from musicaffect.features.build import build_dataset
-    from musicaffect.paths import check_output_dir
+    from musicaffect.features.build import CLIPS_FILE, ERRORS_FILE, PARAMS_FILE, build_dataset
+    from musicaffect.outputs import claiming
 
-    check_output_dir(args.out, what="dataset folder")
-    report = build_dataset(args.audio_dir, args.out, labels_csv=args.labels,
-                           test_fraction=args.test_fraction, seed=args.seed, jobs=args.jobs,
-                           clip_seconds=args.clip_seconds, length_rule=args.length_rule,
-                           resume=args.resume, progress=None, genre_map=args.genre_map,
-                           segment=args.segment)
+    with claiming(args.out, "build-dataset",
+                  writes=(CLIPS_FILE, ERRORS_FILE, PARAMS_FILE, "labels.json"),
+                  legacy=lambda p: (p / PARAMS_FILE).is_file() and (p / CLIPS_FILE).is_file()):
+        report = build_dataset(args.audio_dir, args.out, labels_csv=args.labels,
+                               test_fraction=args.test_fraction, seed=args.seed,
+                               jobs=args.jobs, clip_seconds=args.clip_seconds,
+                               length_rule=args.length_rule, resume=args.resume,
+                               progress=None, genre_map=args.genre_map, segment=args.segment)
     print(report.summary())
     if report.failed:
         print(f"{report.failed} files could not be used: see {report.errors_file}")

@@ -53,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_ensemble(args) -> int:
     from musicaffect.families.ensemble import write_ensemble
+    from musicaffect.outputs import check_output_folder, mark_output_dir
 
     weights = None
     if args.weights:
@@ -60,7 +61,11 @@ def cmd_ensemble(args) -> int:
             weights = [float(w) for w in args.weights.split(",")]
         except ValueError as err:
             raise ConfigError(f"--weights {args.weights!r}: give numbers, e.g. 1,2") from err
+    check_output_folder(args.out, "ensemble", writes=("ensemble.json", "config.yaml"),
+                        legacy=lambda p: (p / "ensemble.json").is_file()
+                        and not (p / "checkpoints").exists())
     path = write_ensemble(args.out, args.runs, weights=weights)
+    mark_output_dir(args.out, "ensemble")
     print(f"ensemble of {len(args.runs)} run(s) written to {path.parent}")
     return 0
 

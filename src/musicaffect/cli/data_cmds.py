@@ -7,9 +7,15 @@ import argparse
 
 
 def _sample_data(args: argparse.Namespace) -> int:
-    from musicaffect.paths import check_output_dir
+    from musicaffect.outputs import claiming
 
-    check_output_dir(args.out, what="sample data folder")
+    with claiming(args.out, "sample-data", legacy=_old_sample_root):
+        root = _write_sample(args)
+    print(f"sample data written to {root}")
+    return 0
+
+
+def _write_sample(args: argparse.Namespace):
     if args.source == "scores":
         from musicaffect.samples.build import build_scores_sample
 
@@ -26,16 +32,25 @@ def _sample_data(args: argparse.Namespace) -> int:
             raise ConfigError("--size dev applies to --source scores only: use small or full "
                               "for synthetic data")
         root = write_sample_dataset(args.out, size=args.size, seed=args.seed, gz=args.gz)
-    print(f"sample data written to {root}")
-    return 0
+    return root
+
+
+def _old_sample_root(p) -> bool:
+    """A sample root written before output folders had markers."""
+    from musicaffect.data.layout import FOLDERS, SYNTHETIC_MARKER
+
+    text = (p / SYNTHETIC_MARKER).read_text(errors="replace") if (
+        p / SYNTHETIC_MARKER).is_file() else ""
+    sample = text.startswith("SYNTHETIC DATA") or (p / "SOURCE.txt").is_file()
+    return sample and any((p / f).is_dir() for f in set(FOLDERS.values()))
 
 
 def _explore(args: argparse.Namespace) -> int:
     from musicaffect.explore import run_explore
-    from musicaffect.paths import check_output_dir
+    from musicaffect.outputs import claiming
 
-    check_output_dir(args.out, what="explore output folder")
-    result = run_explore(args.data_root, args.out, seed=args.seed, dpi=args.dpi)
+    with claiming(args.out, "explore", writes=("summary.md", "summary.json")):
+        result = run_explore(args.data_root, args.out, seed=args.seed, dpi=args.dpi)
     if result["synthetic"]:
         print("note: this data root holds SYNTHETIC sample data")
     for clip in result["clips"]:

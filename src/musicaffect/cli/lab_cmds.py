@@ -63,7 +63,9 @@ def cmd_lab(args) -> int:
         root = Path(args.sample)
         if not (root / "SYNTHETIC.txt").is_file():
             from musicaffect.data.sample import write_sample_dataset
+            from musicaffect.outputs import claim_output_dir
 
+            claim_output_dir(root, "sample-data")
             print(f"writing the synthetic sample dataset to {root} ...")
             write_sample_dataset(root, size="small", seed=0)
     steps = None
@@ -74,18 +76,26 @@ def cmd_lab(args) -> int:
             raise ConfigError(f"unknown step {bad[0]!r}: choose from {', '.join(STEPS)}")
     html = run_lab(root, args.out, budget=args.budget, device=args.device, seed=args.seed,
                    overrides=args.overrides, steps=steps, progress=not args.no_progress)
-    _print_summary(Path(args.out))
+    failed = _print_summary(Path(args.out))
     print(f"report: {html}\n        {Path(html).with_suffix('.md')}")
+    if failed:
+        print(f"failed: {', '.join(failed)} (see the report)")
+        return 1
     return 0
 
 
-def _print_summary(out: Path) -> None:
+def _print_summary(out: Path) -> list[str]:
+    """Print the steps of the lab in ``out``; returns the failed steps (and presets)."""
     import json
 
     state = json.loads((out / "lab_state.json").read_text())
     if state.get("synthetic"):
         print("NOTE: the data is synthetic; the numbers are not results on real music.")
+    failed = []
     for step, s in state["steps"].items():
+        if s.get("status") == "failed":
+            failed.append(step)
+        failed += [f"{step}/{p}" for p in s.get("failed_presets", [])]
         extra = s.get("reason") or s.get("error") or ""
         secs = f"{s['seconds']:.0f}s" if "seconds" in s else ""
         print(f"  {step:<11} {s.get('status', '?'):<8} {secs:>6}  {extra}")
@@ -95,6 +105,7 @@ def _print_summary(out: Path) -> None:
 
             print("\n".join("      " + line for line in format_table(
                 table["rows"], table["columns"], title=table["title"]).splitlines()))
+    return failed
 
 
 def cmd_report(args) -> int:

@@ -41,6 +41,23 @@ def default_export_path(checkpoint: str | Path, fmt: str) -> Path:
     return checkpoint.with_name(checkpoint.name.removesuffix(".pt") + FORMATS[fmt])
 
 
+def _refuse_non_networks(run: Path) -> None:
+    """Classical models and ensembles have no network to export: say so (not "train
+    first")."""
+    from musicaffect.errors import ConfigError
+
+    folder = run.parent.parent if run.name.endswith(".classical.json") else run
+    if (folder / "checkpoints" / "best.classical.json").is_file() or run.name.endswith(
+            ".classical.json"):
+        raise ConfigError(f"{run}: a classical (scikit-learn) run; export writes neural "
+                          "networks only (ONNX/TorchScript), classical models are not "
+                          "exported: use the run folder itself with predict, evaluate or "
+                          "submit")
+    if (folder / "ensemble.json").is_file():
+        raise ConfigError(f"{run}: an ensemble folder; export writes one network: export "
+                          "its members one by one")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Load the checkpoint, export it, print the written path."""
     from musicaffect.export import export_model
@@ -49,6 +66,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.out:
         check_output_file(args.out, what="exported model")
+    _refuse_non_networks(Path(args.checkpoint))
     model, ckpt = load_model(args.checkpoint, which=args.which)
     out = args.out or default_export_path(ckpt["path"], args.fmt)
     check_output_file(out, what="exported model")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -23,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", metavar="CHECKPOINT_OR_AUDIO")
     p.add_argument("--model", "-m", action="append", default=[], metavar="CHECKPOINT",
                    help="an extra checkpoint (repeatable)")
-    p.add_argument("--format", "-f", choices=["table", "json", "csv"], default="table")
+    p.add_argument("--format", "-f", choices=["table", "json", "csv"], default=None,
+                   help="output format (default: from the --out suffix .json/.csv, else "
+                        "table)")
     p.add_argument("--top", type=int, default=3, help="number of genres to show")
     p.add_argument("--device", choices=["cpu", "cuda", "mps"])
     p.add_argument("--threshold", type=float, default=None, metavar="T",
@@ -45,6 +48,15 @@ def cmd_predict(args) -> int:
 
     if args.out:
         check_output_file(args.out, what="predictions file")
+    if args.format is None:
+        suffix = Path(args.out).suffix.lower() if args.out else ""
+        args.format = {".json": "json", ".csv": "csv"}.get(suffix, "table")
+    if args.top < 1:
+        raise ConfigError(f"--top {args.top}: give the number of genres to show (1 or more)")
+    if args.threshold is not None and not (math.isfinite(args.threshold)
+                                           and 0.0 <= args.threshold <= 1.0):
+        raise ConfigError(f"--threshold {args.threshold}: give a score between 0 and 1 "
+                          "(e.g. 0.5)")
     ckpts = list(args.model)
     rest = list(args.paths)
     while rest and _is_checkpoint(rest[0]):
@@ -67,9 +79,10 @@ def cmd_predict(args) -> int:
                                   progress=args.format == "table" and not args.out,
                                   threshold=args.threshold)
     if args.out:
-        try:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            with open(args.out, "w", newline="") as out:
+        from musicaffect.io import atomic_open
+
+        try:   # a temporary file renamed into place: a failed write leaves no file
+            with atomic_open(args.out, "w", newline="") as out:
                 _write(out, preds, args, models)
         except OSError as err:
             # the path was fine a moment ago: keep the computed predictions anyway

@@ -154,11 +154,17 @@ def cmd_evaluate(args) -> int:
         raise ConfigError("usage: musicaffect evaluate RUN [RUN ...] DATA_ROOT")
     *runs, args.data_root = args.runs
     args.run = runs if len(runs) > 1 else runs[0]
+    if args.out:   # a new folder, or one an earlier `evaluate --out` made (marked below)
+        from musicaffect.outputs import check_output_folder, mark_output_dir
+
+        check_output_folder(args.out, "evaluate", writes=("metrics.json", "full", "beat"))
     rates = ["full", "beat"] if args.rate == "both" else [args.rate]
     for rate in rates:
         out = args.out if (args.out and len(rates) == 1) else (
             str(Path(args.out) / rate) if args.out else None)
         res = evaluate(args.run, args.data_root, rate=rate, out_dir=out, device=args.device)
+        if args.out:
+            mark_output_dir(args.out, "evaluate")
         epoch = f", epoch {res['epoch'] + 1}" if isinstance(res.get("epoch"), int) else ""
         members = f", ensemble of {len(res['members'])}" if res.get("members") else ""
         print(f"== {res['evaluated_on']} ({res['n_clips']} clips{epoch}{members})")
@@ -181,11 +187,13 @@ def cmd_evaluate(args) -> int:
 
 def cmd_suite(args) -> int:
     from musicaffect import suites
-    from musicaffect.paths import check_output_dir
+    from musicaffect.outputs import claim_output_dir
 
-    check_output_dir(args.out, what="suite folder")
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+    claim_output_dir(args.out, "suite", legacy=lambda p: any(
+        (p / w / f"{w}_table.json").is_file() or (p / "seed-0" / w).is_dir()
+        for w in ("genre", "affect", "transfer", "multitask")))
     if args.seeds > 1:
         results = []
         for seed in range(args.seeds):

@@ -19,6 +19,7 @@ asking for one raises the :class:`DataError` it raised.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -34,6 +35,7 @@ from tqdm.auto import tqdm
 from musicaffect.data.arrays import N_ROWS, load_array
 from musicaffect.data.layout import list_clip_files
 from musicaffect.errors import DataError
+from musicaffect.outputs import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +79,6 @@ def store_dir(source: str | os.PathLike, *, cache_dir: str | os.PathLike | None 
     return base / f"{source.parent.name}-{source.name}-{key}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale_temps(final: Path) -> None:
     """Remove temporary build folders of ``final`` left by builders that no longer run."""
     for tmp in final.parent.glob(f".{final.name}.tmp-*"):
@@ -94,7 +86,7 @@ def _remove_stale_temps(final: Path) -> None:
             pid = int(tmp.name.rsplit("-", 2)[-2])
         except ValueError:
             pid = -1
-        if pid == os.getpid() or not _pid_alive(pid):
+        if pid == os.getpid() or not pid_alive(pid):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -159,6 +151,7 @@ class ClipStore:
         files = list_clip_files(self.source)
         fp = fingerprint(files)
         self._fh = self._mm = None
+        self._direct: dict[str, Path] | None = None
         self.repaired: list[str] = []
         index = self._read_valid_index(fp)
         self.built = index is None
@@ -175,7 +168,17 @@ class ClipStore:
                 index = None
         if index is None:
             self.built = True
-            self._build(files, fp, progress=progress)
+            try:
+                self._build(files, fp, progress=progress)
+            except OSError as err:
+                if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                    raise
+                log.warning("%s: the clip cache cannot be written there (%s): reading the "
+                            "clips from their files without a cache (slower); give a "
+                            "writable cache folder (MUSICAFFECT_CACHE or data.cache_dir) to "
+                            "speed this up", self.path.parent, err.strerror)
+                self._load_direct(files)
+                return
             index = self._read_valid_index(fp)
             if index is None:
                 raise DataError("the cache just built does not read back: check free disk "
@@ -192,6 +195,22 @@ class ClipStore:
         self.digests: list[str] = list(index["digests"])
         self._row = {cid: k for k, cid in enumerate(self.ids)}
         self._open()
+
+    def _load_direct(self, files: dict[str, Path]) -> None:
+        """No cache: clips are read from their files by :meth:`get` (lengths known here)."""
+        ids, lengths, bad, sources = [], [], {}, {}
+        for cid in sorted(files):
+            sources[cid] = files[cid].name
+            try:
+                a = load_array(files[cid])  # (140, T) float32
+            except DataError as err:
+                bad[cid] = str(err)
+                continue
+            ids.append(cid)
+            lengths.append(a.shape[1])
+        self._direct = dict(files)
+        self._load({"ids": ids, "offsets": [0] * len(ids), "lengths": lengths, "bad": bad,
+                    "sources": sources, "digests": []})
 
     # -- checking ---------------------------------------------------------------------------
     def verify(self, *, full: bool = True) -> list[str]:
@@ -314,7 +333,7 @@ class ClipStore:
         total = int(self.lengths.sum())
         self._fh = None
         self._mm = None
-        if total == 0:
+        if total == 0 or getattr(self, "_direct", None) is not None:
             self._data = np.zeros((0, N_ROWS), dtype=np.float32)
             return
         self._fh = open(self.path / DATA_FILE, "rb")
@@ -375,6 +394,9 @@ class ClipStore:
         np.ndarray [shape=(T, F), dtype=float32]
         """
         k = self._locate(cid)
+        if self._direct is not None:   # no cache (read-only cache folder)
+            a = load_array(self._direct[cid]).T  # (T, 140)
+            return np.array(a if rows is None else a[:, rows], dtype=np.float32)
         start, stop = int(self.offsets[k]), int(self.offsets[k] + self.lengths[k])
         block = self._data[start:stop]  # (T, 140) view of the map
         out = np.array(block if rows is None else block[:, rows], dtype=np.float32)

@@ -136,6 +136,12 @@ def prepare_data(cfg, data_root: str | Path) -> RunData:
                                   f"spans [{lo:g}, {hi:g}] in this data: set loss.bounded=false "
                                   "or rescale the labels to [0, 1]")
     class_task = multiclass_task(specs)
+    found = np.unique(ds.labels(class_task)) if class_task else np.arange(2)
+    found = found[found >= 0]   # -100: a multitask clip without genre
+    if len(found) == 1:
+        raise DataError(f"the training clips hold a single genre class ({vocab.classes[found[0]]}"
+                        "); a genre classifier needs at least two: add clips of another "
+                        "genre, or train an affect preset", path=Path(data_root))
     stratify = ds.labels(class_task) if (d.stratify and class_task) else None
     # clips of one group (song, artist, source file) stay on one side of the split
     by_id = load_groups(data_root, vocab)

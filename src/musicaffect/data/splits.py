@@ -7,12 +7,15 @@ clip of a group is on one side of the split, and of every cross-validation fold.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 import numpy as np
 
 from musicaffect.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 
 def train_val_split(n: int, *, val_fraction: float = 0.2, seed: int = 420,
@@ -67,8 +70,11 @@ def train_val_split(n: int, *, val_fraction: float = 0.2, seed: int = 420,
                                               test_size=val_fraction, random_state=seed,
                                               stratify=labels)
     except ValueError as err:
-        raise ConfigError(f"cannot stratify the split: {err}; use the unstratified split "
-                          "or a larger validation fraction") from err
+        # small data (a class with one clip, fewer validation clips than classes): the
+        # seeded unstratified split still gives a usable validation part
+        log.warning("cannot stratify the train/validation split (%s): using the "
+                    "unstratified split", err)
+        return train_val_split(n, val_fraction=val_fraction, seed=seed)
     return np.asarray(train_idx), np.asarray(val_idx)
 
 
@@ -99,8 +105,10 @@ def _grouped_split(n: int, *, val_fraction: float, seed: int, stratify, groups: 
             folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
             train_idx, val_idx = next(iter(folds.split(idx, labels, groups)))
         except ValueError as err:
-            raise ConfigError(f"cannot stratify the grouped split: {err}; use the "
-                              "unstratified split") from err
+            log.warning("cannot stratify the grouped train/validation split (%s): using "
+                        "the unstratified grouped split", err)
+            return _grouped_split(n, val_fraction=val_fraction, seed=seed, stratify=None,
+                                  groups=groups)
     else:
         splitter = GroupShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
         train_idx, val_idx = next(iter(splitter.split(idx, groups=groups)))

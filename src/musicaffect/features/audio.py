@@ -89,6 +89,12 @@ def load_audio(path: str | os.PathLike, *, sr: int = _P.sr, duration: float | No
             warnings.simplefilter("ignore", UserWarning)
             warnings.simplefilter("ignore", FutureWarning)
             y, sr_out = librosa.load(path, sr=sr, mono=True, offset=offset, duration=duration)
+    except librosa.util.exceptions.ParameterError as err:
+        # librosa checks the samples while mixing to mono or resampling
+        what = ("audio holds NaN or infinite samples: re-encode or remove it"
+                if "finite" in str(err) else f"cannot read audio ({err}): convert it to "
+                "wav/flac or remove it")
+        raise DataError(what, path=path) from err
     except (RuntimeError, OSError, EOFError, ValueError, MemoryError,
             audioread.exceptions.DecodeError) as err:
         raise DataError(f"cannot decode audio ({type(err).__name__}: {err}): the file is "

@@ -42,6 +42,7 @@ resumes where it stopped.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
@@ -88,6 +89,9 @@ CLIP_SUFFIX = ".fused.full.npy"
 
 CLIPS_FILE = "clips.csv"
 ERRORS_FILE = "errors.csv"
+#: size and modification time of every built clip's audio file, so that a resumed build
+#: recomputes a clip whose audio changed
+SOURCES_FILE = "sources.json"
 
 _OWN_CLIP = re.compile(r"^\d+\.fused\.full\.npy$")
 
@@ -543,6 +547,7 @@ def build_dataset(audio_dir: str | os.PathLike, out: str | os.PathLike, *,
     _remove_temps(out)
 
     ids = _assign_ids([r.key for r in rows], out / CLIPS_FILE if resume else None)
+    built_from = _read_sources(out / SOURCES_FILE) if resume else {}
     report = BuildReport(out=out, params_file=params_file)
     report.errors.extend(probe_errors)
     planned: set[Path] = set()
@@ -558,6 +563,12 @@ def build_dataset(audio_dir: str | os.PathLike, out: str | os.PathLike, *,
             report.errors.append((row.file, "file not found: check the path in the labels "
                                             f"CSV (line {row.line}), relative to {audio_dir}"))
             status[cid] = "failed"
+        elif resume and built_from.get(row.file, _stamp(source)) != _stamp(source):
+            log.info("%s: the audio file changed since it was built: computing it again",
+                     row.file)
+            tasks.append(_Task(cid, os.fspath(source),
+                               {rate: tuple(map(os.fspath, ps)) for rate, ps in dests.items()},
+                               row.start, row.seconds))
         elif resume and _reuse(dests, out, cid):
             status[cid] = "ok"
             report.skipped += 1
@@ -590,6 +601,8 @@ def build_dataset(audio_dir: str | os.PathLike, out: str | os.PathLike, *,
             report.counts[key] = report.counts.get(key, 0) + 1
     report.clips_file = _write_clips(out / CLIPS_FILE, rows, splits, ids, status, vocab)
     report.errors_file = _write_errors(out / ERRORS_FILE, report.errors)
+    _write_text_atomic(out / SOURCES_FILE, json.dumps(
+        {r.file: _stamp(audio_dir / r.file) for r, _ in ok_rows}, indent=0) + "\n")
     report.labels_file = vocab.write(out)
     report.vocab = vocab
     report.seconds = time.perf_counter() - t0
@@ -674,6 +687,23 @@ def _remove_temps(out: Path) -> None:
     for d in _own_dirs(out):
         for p in d.glob(".*.tmp"):
             p.unlink(missing_ok=True)
+
+
+def _stamp(path: Path) -> list[int] | None:
+    """``[size, mtime_ns]`` of an audio file (None when it cannot be read)."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return [int(st.st_size), int(st.st_mtime_ns)]
+
+
+def _read_sources(path: Path) -> dict[str, list[int]]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _reuse(dests: dict[str, tuple[Path, ...]], out: Path, cid: int) -> bool:

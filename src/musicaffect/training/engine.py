@@ -85,14 +85,21 @@ def run_experiment(cfg: RunConfig, data_root: str | Path, run_dir: str | Path, *
                    reuse: bool = True, progress: bool = True) -> Path:
     """Train ``cfg`` into ``run_dir`` unless a finished run of the same config is there.
 
-    A finished run (``summary.json`` and an identical ``config.yaml``) is reused; a run with
-    ``last.pt`` but no summary is resumed; anything else is replaced.
+    A finished run (``summary.json``, an identical ``config.yaml`` and the same data, by the
+    fingerprint in its marker) is reused; a run with ``last.pt`` but no summary is resumed;
+    anything else is replaced, and the reason is logged.
     """
     run_dir = Path(run_dir)
     same = False
     cfg_file = run_dir / "config.yaml"
     if cfg_file.is_file():
+        from musicaffect.training.rundir import data_difference
+
         same = yaml.safe_load(cfg_file.read_text()) == cfg.to_dict()
+        why = "its config differs" if not same else data_difference(run_dir, data_root)
+        if why and reuse:
+            log.warning("%s: not reused (%s): training it again", run_dir, why)
+            same = False
     if reuse and same and (run_dir / "summary.json").is_file():
         log.info("reusing finished run %s", run_dir)
         return run_dir

@@ -26,6 +26,7 @@ import os
 import shutil
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,14 @@ import yaml
 
 from musicaffect.config import RESUME_FREE, keys_with
 from musicaffect.errors import RunError
+from musicaffect.outputs import (
+    LOCK_FILE,
+    check_not_held,
+    hold_folder,
+    is_empty_folder,
+    pid_alive,
+    release_folder,
+)
 from musicaffect.paths import check_output_dir
 
 log = logging.getLogger(__name__)
@@ -75,22 +84,8 @@ def is_run_dir(path: str | os.PathLike) -> bool:
     return isinstance(data, dict) and {"data", "model", "train"} <= set(data)
 
 
-def _is_empty_dir(p: Path) -> bool:
-    return p.is_dir() and not any(p.iterdir())
-
-
 def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
 
 
 def _owner_pid(p: Path) -> int:
@@ -112,7 +107,7 @@ def _tidy_leftovers(run_dir: Path) -> None:
     if not parent.is_dir():
         return
     stale = [p for p in parent.glob(f".{run_dir.name}.new-*")
-             if p.is_dir() and not _pid_alive(_owner_pid(p))]
+             if p.is_dir() and not pid_alive(_owner_pid(p))]
     for p in stale:
         if not run_dir.exists() and has_checkpoint(p):
             os.rename(p, run_dir)
@@ -121,7 +116,7 @@ def _tidy_leftovers(run_dir: Path) -> None:
         else:
             shutil.rmtree(p, ignore_errors=True)
     for p in parent.glob(f".{run_dir.name}.old-*"):
-        if p.is_dir() and not _pid_alive(_owner_pid(p)):
+        if p.is_dir() and not pid_alive(_owner_pid(p)):
             if not run_dir.exists():
                 os.rename(p, run_dir)   # the new run never arrived: keep the old one
             else:
@@ -151,6 +146,7 @@ class RunPlan:
     run_dir: Path
     mode: str                    # fresh | reuse | resume | replace
     notes: list[str] = field(default_factory=list)
+    data_root: str | os.PathLike | None = None
 
     @property
     def resumes(self) -> bool:
@@ -174,13 +170,15 @@ def plan_run_dir(run_dir: str | os.PathLike, *, data_root=None, resume: bool = F
     if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"{run_dir}: is a file, not a run folder; give another --out")
     check_output_dir(run_dir, what="run folder")
+    if run_dir.is_dir():   # a run still training there: refuse (--overwrite too)
+        check_not_held(run_dir)
     _tidy_leftovers(run_dir)
     if data_root is not None and run_dir.exists() and Path(data_root).exists() and _inside(
             Path(data_root).resolve(), run_dir.resolve()):
         raise RunError(f"{run_dir}: is the data root or holds it ({data_root}); give "
                        "another --out folder")
-    if not run_dir.exists() or _is_empty_dir(run_dir):
-        plan = RunPlan(run_dir, "fresh")
+    if not run_dir.exists() or is_empty_folder(run_dir):
+        plan = RunPlan(run_dir, "fresh", data_root=data_root)
         if resume:
             plan.notes.append(f"{run_dir}: nothing to resume (no checkpoint yet): starting "
                               "from scratch")
@@ -190,16 +188,17 @@ def plan_run_dir(run_dir: str | os.PathLike, *, data_root=None, resume: bool = F
                        f"{MARKER} or config.yaml + checkpoints/); nothing was changed: "
                        "give a new or empty --out folder")
     if not has_checkpoint(run_dir):
-        plan = RunPlan(run_dir, "reuse")
+        plan = RunPlan(run_dir, "reuse", data_root=data_root)
         plan.notes.append(f"{run_dir}: the run there stopped before its first checkpoint"
                           + ("; nothing to resume: starting from scratch" if resume
                              else "; starting it again"))
         return plan
     if resume:
-        return RunPlan(run_dir, "resume")
+        check_same_data(run_dir, data_root)
+        return RunPlan(run_dir, "resume", data_root=data_root)
     if overwrite:
         check_replaceable(run_dir, data_root)
-        return RunPlan(run_dir, "replace")
+        return RunPlan(run_dir, "replace", data_root=data_root)
     raise RunError(f"{run_dir}: run folder exists already; pass --resume to continue it or "
                    "--overwrite to replace it (the old run is kept until the new one has "
                    "its first checkpoint)")
@@ -276,20 +275,38 @@ class RunClaim:
         #: called before / after a replacement moves into place (e.g. to reopen log files)
         self.before_swap: list[Callable[[], None]] = []
         self.after_swap: list[Callable[[Path], None]] = []
+        #: folders this claim holds (given back when the claim is dropped: end of training)
+        self._taken: list[Path] = []
+        weakref.finalize(self, _release_all, self._taken)
         if plan.mode == "replace":
             tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
             self.path = self.final.parent / f".{self.final.name}.new-{tag}"
         else:
             self.path = self.final
 
+    def _hold(self, path: Path) -> None:
+        from musicaffect import outputs
+
+        if str(path.resolve()) not in outputs._HELD:   # not already this process's
+            hold_folder(path)
+            self._taken.append(path)
+
     def claim(self, cfg) -> Path:
         """Create (or clear a checkpoint-less run in) the folder; write marker and config."""
         from musicaffect.config import save_config
 
+        if self.final.is_dir():   # hold the folder before anything in it changes
+            try:
+                self._hold(self.final)
+            except RunError:
+                self.committed = True   # nothing here is this claim's: abort leaves it
+                raise
         for note in self.plan.notes:
             log.warning("%s", note)
         if self.plan.mode == "reuse":
             for child in self.path.iterdir():   # a run without checkpoint: nothing to lose
+                if child.name == LOCK_FILE:
+                    continue
                 if child.is_dir() and not child.is_symlink():
                     shutil.rmtree(child)
                 else:
@@ -297,8 +314,16 @@ class RunClaim:
         elif self.plan.mode in ("fresh", "replace"):
             self.created = not self.path.exists()
         (self.path / "checkpoints").mkdir(parents=True, exist_ok=True)
+        try:
+            self._hold(self.path)
+        except RunError:
+            self.created = False
+            self.committed = True
+            raise
         marker = {"format": "musicaffect-run/1", "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                   "pid": os.getpid()}
+        if self.plan.data_root is not None:
+            marker["data"] = data_identity(self.plan.data_root)
         if self.plan.mode != "resume":
             (self.path / MARKER).write_text(json.dumps(marker) + "\n")
         else:
@@ -316,8 +341,13 @@ class RunClaim:
             for hook in self.before_swap:
                 hook()
             if self.final.exists():
+                release_folder(self.final)
+                if self.final in self._taken:
+                    self._taken.remove(self.final)
                 os.rename(self.final, trash)
             os.rename(self.path, self.final)
+            _rekey(self.path, self.final)
+            self._taken[:] = [self.final if p == self.path else p for p in self._taken]
             for hook in self.after_swap:
                 hook(self.final)
             shutil.rmtree(trash, ignore_errors=True)
@@ -331,6 +361,7 @@ class RunClaim:
         """The run failed before its first checkpoint: remove what this claim wrote."""
         if self.committed:
             return
+        _release_all(self._taken)
         if self.plan.mode == "replace" or self.created:
             shutil.rmtree(self.path, ignore_errors=True)
         elif self.path.is_dir():
@@ -339,6 +370,92 @@ class RunClaim:
                     shutil.rmtree(child, ignore_errors=True)
                 else:
                     child.unlink(missing_ok=True)
+
+
+def _release_all(paths: list[Path]) -> None:
+    while paths:
+        release_folder(paths.pop())
+
+
+def _rekey(old: Path, new: Path) -> None:
+    """A held folder moved from ``old`` to ``new`` (the lock file moved with it)."""
+    from musicaffect import outputs
+
+    fd = outputs._HELD.pop(str(old.resolve()), None)
+    if fd is not None:
+        outputs._HELD[str(new.resolve())] = fd
+
+
+# --------------------------------------------------------------------------- data identity
+
+#: label and metadata files (hashed by content); clip files count by name and size
+_SMALL = 4_000_000
+
+
+def data_fingerprint(data_root: str | os.PathLike) -> str:
+    """A hash of what a run trains on: every file's relative path and size under
+    ``data_root`` (symbolic links followed) and the content of the small files (labels,
+    clip lists, parameters). The same clips under other labels or another split differ."""
+    import hashlib
+
+    root = Path(data_root)
+    h = hashlib.sha256()
+    for folder, dirs, files in sorted(os.walk(root, followlinks=True)):
+        dirs.sort()
+        rel = os.path.relpath(folder, root)
+        for name in sorted(files):
+            if name.startswith(".musicaffect-"):
+                continue
+            path = Path(folder) / name
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            h.update(f"{rel}/{name}\0{size}\0".encode())
+            if size < _SMALL and not name.endswith((".npy", ".npy.gz", ".npz")):
+                try:
+                    h.update(hashlib.sha256(path.read_bytes()).digest())
+                except OSError:
+                    pass
+    return h.hexdigest()[:32]
+
+
+def data_identity(data_root: str | os.PathLike) -> dict:
+    """``{"root": absolute path, "fingerprint": ...}`` of ``data_root`` (stored in a run)."""
+    return {"root": str(Path(data_root).resolve()), "fingerprint": data_fingerprint(data_root)}
+
+
+def stored_data(run_dir: str | os.PathLike) -> dict | None:
+    """The data identity a run was trained on (its marker), or None for older runs."""
+    try:
+        info = json.loads((Path(run_dir) / MARKER).read_text() or "{}")
+    except (OSError, ValueError):
+        return None
+    data = info.get("data") if isinstance(info, dict) else None
+    return data if isinstance(data, dict) and data.get("fingerprint") else None
+
+
+def data_difference(run_dir: str | os.PathLike, data_root) -> str | None:
+    """Why ``run_dir`` was not trained on ``data_root`` as it is now (None: same data, or
+    a run that recorded no data identity)."""
+    saved = stored_data(run_dir)
+    if saved is None or data_root is None:
+        return None
+    now = data_identity(data_root)
+    if saved["fingerprint"] == now["fingerprint"]:
+        return None
+    if saved.get("root") != now["root"]:
+        return f"it was trained on {saved.get('root')}, not on {now['root']}"
+    return (f"the data in {now['root']} changed since it was trained (other clips, labels "
+            "or split)")
+
+
+def check_same_data(run_dir: Path, data_root) -> None:
+    """Refuse ``--resume`` of a run on other data than it started with."""
+    why = data_difference(run_dir, data_root)
+    if why:
+        raise RunError(f"{run_dir}: cannot resume: {why}. Resume with the data the run "
+                       "started with, or start a new run (--overwrite or another --out)")
 
 
 def write_run(plan: RunPlan, cfg, write: Callable[[Path], Any]) -> Any:
