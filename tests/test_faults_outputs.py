@@ -582,7 +582,7 @@ def test_a_failing_preset_is_a_row_and_lab_exits_non_zero(sample_root, tmp_path,
                                                           monkeypatch, capsys):
     from musicaffect import suites
 
-    monkeypatch.setattr(suites, "GENRE_SUITE", {
+    monkeypatch.setattr(suites, "genre_references", lambda: {
         "no-such-preset": ("broken", "-", None, None),
         "classical-logreg": ("classical", "fused statistics", None, None)})
     out = tmp_path / "lab"

@@ -182,6 +182,11 @@ class Vocabulary:
         ``binary_as_regression``: binary targets as checkpoints written before the BCE change
         trained them (regression scored as detectors)."""
         if task == GENRE_TASK:
+            if len(self.classes) < 2:
+                raise DataError(f"the data root holds a single genre class "
+                                f"({', '.join(self.classes) or 'none'}, {self.describe_source()})"
+                                "; a genre classifier needs at least two: add clips of another "
+                                "genre, or train an affect preset")
             return multiclass(GENRE_TASK, self.classes)
         if task not in self.targets:
             raise ConfigError(f"unknown task {task!r}: this data root's targets are "
