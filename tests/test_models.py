@@ -21,6 +21,7 @@ SMALL = {
     "cnn_short": {"stem_channels": 4, "channels": [4, 8, 8], "embed_dim": 16},
     "crnn": {"channels": [4, 8], "time_pools": [2, 1], "freq_pools": [2, 2], "proj_dim": 8,
              "hidden_size": 8, "embed_dim": 16},
+    "musicnn": {"pretrained": ""},   # random weights: any feature size (the pretrained ones need 96)
 }
 
 TASK_SETS = {

@@ -27,11 +27,15 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import yaml
+
 from musicaffect.errors import OutputError, RunError
 from musicaffect.paths import check_output_dir
 
 #: marker file names are ``MARKER_PREFIX + kind``; a run folder's marker is ``.musicaffect-run``
 MARKER_PREFIX = ".musicaffect-"
+#: the marker of a run folder (training.rundir claims and replaces run folders)
+MARKER = MARKER_PREFIX + "run"
 LOCK_FILE = ".musicaffect-lock"
 
 #: what each kind of folder is called in messages
@@ -69,6 +73,21 @@ def marker_name(kind: str) -> str:
     return MARKER_PREFIX + kind
 
 
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a musicaffect run folder (marker, or config.yaml + checkpoints/)."""
+    p = Path(path)
+    if (p / MARKER).is_file():
+        return True
+    cfg, ckpts = p / "config.yaml", p / "checkpoints"
+    if not (cfg.is_file() and ckpts.is_dir()):
+        return False
+    try:
+        data = yaml.safe_load(cfg.read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and {"data", "model", "train"} <= set(data)
+
+
 def folder_kind(path: str | os.PathLike) -> str | None:
     """The kind of musicaffect folder ``path`` is (its marker; a run folder or data root
     without one is recognised by its files), or None."""
@@ -79,8 +98,6 @@ def folder_kind(path: str | os.PathLike) -> str | None:
         kind = f.name[len(MARKER_PREFIX):]
         if f.is_file() and kind in KIND_NAMES:
             return kind
-    from musicaffect.training.rundir import is_run_dir
-
     if is_run_dir(p):
         return "run"
     if (p / "ensemble.json").is_file():

@@ -18,7 +18,7 @@ from musicaffect.models.registry import (  # isort: skip
     register_backbone,
 )
 from musicaffect.models.base import MusicModel, is_exporting  # isort: skip
-from musicaffect.models import cnn, cnn_res, cnn_short, crnn, lstm  # noqa: F401  (registers them)
+from musicaffect.models import cnn, cnn_res, cnn_short, crnn, lstm, musicnn  # noqa: F401  (registers them)
 
 __all__ = [
     "MusicModel",

@@ -42,6 +42,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from musicaffect.errors import CheckpointError, ConfigError
 from musicaffect.features.params import MUSICNN_MODELS
+from musicaffect.models.registry import register_backbone
 
 #: the pretrained models of the wheel this port reads (the VGG models are not ported)
 PRETRAINED: tuple[str, ...] = MUSICNN_MODELS
@@ -565,6 +566,7 @@ class MusicnnConfig:
             raise ValueError(f"embedding must be 'penultimate' or 'pool', got {self.embedding!r}")
 
 
+@register_backbone("musicnn", MusicnnConfig)
 class MusicnnBackbone(nn.Module):
     """musicnn as a registry backbone: ``(x: (B, T, F), lengths: (B,)) -> (B, D)``.
 

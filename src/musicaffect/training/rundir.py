@@ -32,15 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from musicaffect.config import RESUME_FREE, keys_with
 from musicaffect.errors import RunError
 from musicaffect.outputs import (
     LOCK_FILE,
+    MARKER,
     check_not_held,
     hold_folder,
     is_empty_folder,
+    is_run_dir,
     pid_alive,
     release_folder,
 )
@@ -49,7 +49,6 @@ from musicaffect.paths import check_output_dir
 log = logging.getLogger(__name__)
 
 #: file that marks a folder as a musicaffect run folder (written when training starts)
-MARKER = ".musicaffect-run"
 
 #: config keys that may change when a run is resumed (the fields marked
 #: :data:`~musicaffect.config.RESUME_FREE`: they change how long, where or how fast, not what)
@@ -67,21 +66,6 @@ def has_checkpoint(run_dir: Path) -> bool:
     from musicaffect.families.registry import checkpoint_files
 
     return any((Path(run_dir) / f).is_file() for f in checkpoint_files())
-
-
-def is_run_dir(path: str | os.PathLike) -> bool:
-    """True when ``path`` is a musicaffect run folder (marker, or config.yaml + checkpoints/)."""
-    p = Path(path)
-    if (p / MARKER).is_file():
-        return True
-    cfg, ckpts = p / "config.yaml", p / "checkpoints"
-    if not (cfg.is_file() and ckpts.is_dir()):
-        return False
-    try:
-        data = yaml.safe_load(cfg.read_text())
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        return False
-    return isinstance(data, dict) and {"data", "model", "train"} <= set(data)
 
 
 def _inside(child: Path, parent: Path) -> bool:
