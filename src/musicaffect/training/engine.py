@@ -189,11 +189,10 @@ class Trainer:
         model = self.build_model(cfg, data)
         lc = cfg.loss
         class_weights, sample_weights = _balance(cfg, data, model)
-        loss_fn = build_loss(data.tasks, regression=lc.regression, bounded=lc.bounded,
+        loss_fn = build_loss(data.specs, regression=lc.regression,
                              rank_weight=lc.rank_weight, weights=lc.weights,
                              learn_weights=lc.learn_weights,
-                             label_smoothing=lc.label_smoothing,
-                             targets=data.vocab.targets, class_weights=class_weights)
+                             label_smoothing=lc.label_smoothing, class_weights=class_weights)
         optimizer = build_optimizer(cfg, list(model.parameters()) + list(loss_fn.parameters()))
         self.history: list[dict] = []
         self.start_epoch = 0
@@ -275,14 +274,13 @@ class Trainer:
             t0 = time.perf_counter()
             train_loss = self.train_epoch(epoch)
             val_res = predict_outputs(self.eval_model, self.val_loader, fabric=self.fabric,
-                                      **window_options(cfg))
+                                      **window_options(cfg), specs=self.data.specs)
             metrics = {"epoch": epoch, "train_loss": float(train_loss),
                        "val_loss": _loss_from_outputs(self.loss_fn, val_res, self.data.tasks),
                        "lr": self.optimizer.param_groups[0]["lr"],
                        "seconds": time.perf_counter() - t0}
             metrics.update({f"val_{k}": v for k, v in outputs_metrics(
-                val_res, self.data.tasks, bounded=cfg.loss.bounded,
-                classes=self.data.vocab.classes).items()})
+                val_res, self.data.tasks, specs=self.data.specs).items()})
             if cfg.loss.learn_weights:
                 metrics.update({f"w_{k}": v for k, v in self.loss_fn.current_weights().items()})
             self.history.append(metrics)
@@ -358,9 +356,9 @@ def overfit(cfg: RunConfig, data_root: str | Path, *, progress: bool = True) -> 
     data = prepare_data(cfg, data_root)
     model = build_run_model(cfg, data)
     lc = cfg.loss
-    loss_fn = build_loss(data.tasks, regression=lc.regression, bounded=lc.bounded,
+    loss_fn = build_loss(data.specs, regression=lc.regression,
                          rank_weight=0.0, weights=lc.weights, learn_weights=False,
-                         label_smoothing=0.0, targets=data.vocab.targets)
+                         label_smoothing=0.0)
     optimizer = build_optimizer(cfg, model.parameters())
     model, optimizer = fabric.setup(model, optimizer)
     loss_fn = loss_fn.to(fabric.device)
