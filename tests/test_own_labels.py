@@ -232,6 +232,29 @@ def test_binary_targets_train_with_bce(own_runs, own_root, tmp_path):
             trainer.claim.abort()
 
 
+def test_resume_refuses_a_binary_run_trained_with_mse(own_root, tmp_path):
+    """A run interrupted before binary targets trained with BCE (its last.pt stores no
+    task specs) is not resumed with another loss."""
+    import torch
+
+    from musicaffect.config import load_config
+    from musicaffect.errors import CheckpointError
+    from musicaffect.training.engine import fit
+
+    cfg = load_config("affect-cnn-full-fused", ["data.tasks=[arousal, valence]",
+                                                "data.val_fraction=0.34", "train.epochs=2",
+                                                "train.batch_size=4",
+                                                "model.params.channels=[4,4,4,4]"])
+    run = tmp_path / "run"
+    fit(cfg, own_root, run, progress=False, stop_after=1)
+    last = run / "checkpoints" / "last.pt"
+    old = torch.load(last, weights_only=True)
+    del old["task_specs"]
+    torch.save(old, last)
+    with pytest.raises(CheckpointError, match=r"arousal \(regression -> binary\).*BCE"):
+        fit(cfg, own_root, run, resume=True, progress=False)
+
+
 def test_genre_and_targets_train_together(own_root, tmp_path):
     from musicaffect.models.checkpoint import load_checkpoint
 

@@ -242,6 +242,7 @@ class Trainer:
 
         last = load_checkpoint(self.run_dir, which="last")
         check_resume(self.run_dir, self.cfg, model, last)
+        _check_same_specs(last, self.data.specs)
         try:
             model.load_state_dict(last["state_dict"])
             optimizer.load_state_dict(last["optimizer"])
@@ -331,6 +332,21 @@ class Trainer:
             raise RunError(f"epoch {epoch + 1} trained on zero batches: check "
                            "train.max_batches_per_epoch and the training split")
         return self.fabric.all_reduce(torch.tensor(total / max(count, 1)), reduce_op="mean")
+
+
+def _check_same_specs(last: dict, specs: dict) -> None:
+    """Refuse to resume a run whose tasks were trained as other kinds than this version
+    trains them (a binary target trained with MSE before binary targets used BCE)."""
+    from musicaffect.models.checkpoint import task_specs
+
+    theirs = task_specs(last)
+    differ = [t for t, s in specs.items() if t in theirs and theirs[t] != s]
+    if differ:
+        shown = ", ".join(f"{t} ({theirs[t].kind} -> {specs[t].kind})" for t in differ)
+        raise CheckpointError(
+            f"{last['path']}: the run trained {shown} otherwise than this version trains "
+            "them (binary targets now train with BCE), so --resume would not continue the "
+            "same run; start a new run (--overwrite or another --out)")
 
 
 # --------------------------------------------------------------------------- overfit
