@@ -14,10 +14,11 @@ estimator     genre (classifier)              each affect target (regressor)
 ============  ==============================  =============================
 
 (``logreg`` and ``ridge`` are accepted as names of ``linear``.) A target with 0/1 labels is
-fitted by the regressor too (:func:`classical_specs`) and scored as a detector. Hyperparameters (C, alpha,
-learning rate ...) are chosen by a small internal cross-validation on the training part of
-the run's split only; the validation part is held out exactly as for the deep models, so
-``evaluate`` on affect runs scores clips the model never saw.
+fitted by the regressor too (:func:`classical_specs`) and scored as a detector.
+Hyperparameters (C, alpha, learning rate ...) are chosen by a small internal
+cross-validation on the training part of the run's split only; the validation part is held
+out exactly as for the deep models, so ``evaluate`` on affect runs scores clips the model
+never saw.
 
 A run is configured like any other (``model.name: classical``, ``model.params: {estimator:
 svm, ...}``) and trained by ``musicaffect train`` (the family registry dispatches to
@@ -452,7 +453,8 @@ class ClassicalMember:
             else:
                 values[t] = np.asarray(m.predict(X), dtype=np.float64) if len(X) \
                     else np.zeros(0)
-        return Predictions(list(ids), probs, values, dict(labels or {}), list(self.classes))
+        return Predictions(list(ids), probs, values, dict(labels or {}), list(self.classes),
+                           dict(self.specs))
 
     def predict_dataset(self, dataset, *, batch_size: int = 32):
         X, ids, labels = dataset_features(dataset, self.params,
