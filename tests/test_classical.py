@@ -112,7 +112,7 @@ def test_classical_trains_saves_and_reloads_through_the_cli(genre_run, sample_ro
     data = prepare_data(m.cfg, sample_root)
     X, ids, labels = dataset_features(data.val, m.params)
     val = m.predict_features(X, ids, labels)
-    assert _val_metrics(val, ["genre"])["val_accuracy"] == pytest.approx(
+    assert _val_metrics(val, m.specs)["val_accuracy"] == pytest.approx(
         summary["best_metrics"]["val_accuracy"])
     assert val.probs.shape == (len(ids), 10)
     np.testing.assert_allclose(val.probs.sum(1), 1.0)

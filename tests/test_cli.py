@@ -178,6 +178,9 @@ def test_lab_skips_missing_folders(sample_root, tmp_path):
                  "--steps", "overfit,affect,submission"]) == 0
     state = json.loads((out / "lab_state.json").read_text())["steps"]
     assert state["overfit"]["status"] == "done"
+    for preset in ("lstm-beat-mel", "cnn-full-mel"):   # training.engine.save_overfit's files
+        assert (out / "overfit" / f"{preset}_curve.png").is_file()
+        assert json.loads((out / "overfit" / f"{preset}.json").read_text())["losses"]
     assert state["affect"]["status"] == "skipped"
     assert "multitask_dataset" in state["affect"]["reason"]
     assert "Skipped" in (out / "report.md").read_text()

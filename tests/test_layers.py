@@ -149,6 +149,77 @@ def test_no_code_outside_the_families_compares_a_family_name():
     assert offenders == [], offenders
 
 
+# ----------------------------------------------------------------------------- tasks
+
+#: modules that may tell a task's kind from its name: the task specs and the vocabulary that
+#: gives each task its spec
+TASK_MODULES = ("musicaffect.tasks", "musicaffect.data.vocab")
+#: modules that may call ``tasks.is_class_task`` / ``split_task_names``: config validation
+#: (a task list is checked before any data root, and so any vocabulary, is read) and the
+#: default specs of members whose files predate task specs
+NAME_READERS = {"musicaffect.config", "musicaffect.models.predictions"}
+TASK_CONSTANTS = {"GENRE_TASK", "CLASS_TASK"}
+
+
+def task_name_checks(pkg: Path = PACKAGE) -> list[str]:
+    """``module:line`` of each task-name comparison outside :data:`TASK_MODULES`: a compare
+    with ``GENRE_TASK`` / ``CLASS_TASK``, a compare of ``"genre"`` with a name that holds a
+    task (``t``, ``task``, ``tasks``, ``m.tasks`` ...), or a call of the name predicates
+    outside :data:`NAME_READERS`."""
+    from musicaffect.tasks import CLASS_TASK
+
+    def names(node) -> set[str]:
+        return {n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(node)
+                if isinstance(n, (ast.Name, ast.Attribute))}
+
+    found = []
+    for f in sorted(pkg.rglob("*.py")):
+        mod = ".".join(f.relative_to(pkg.parent).with_suffix("").parts)
+        if mod.startswith(TASK_MODULES):
+            continue
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Compare):
+                sides = (node.left, *node.comparators)
+                used = set().union(*map(names, sides))
+                literal = any(isinstance(n, ast.Constant) and n.value == CLASS_TASK
+                              for side in sides for n in ast.walk(side))
+                if used & TASK_CONSTANTS or (literal and any(
+                        u == "t" or "task" in u.lower() for u in used)):
+                    found.append(f"{mod}:{node.lineno}")
+            elif isinstance(node, ast.Call) and mod not in NAME_READERS \
+                    and names(node.func) & {"is_class_task", "split_task_names"}:
+                found.append(f"{mod}:{node.lineno}")
+    return found
+
+
+#: modules owned by other helpers this round that still compare the literal "genre" (export's
+#: metadata, the submission's target check); they should read ``task_specs(ckpt)`` /
+#: ``m.specs`` (``scalar_tasks``, ``multiclass_task``). Remove each once it does.
+PENDING = {"musicaffect.cli.model_cmds", "musicaffect.submission"}
+
+
+def test_no_code_outside_the_task_specs_compares_a_task_name():
+    found = task_name_checks()
+    assert [f for f in found if f.split(":")[0] not in PENDING] == []
+    stale = PENDING - {f.split(":")[0] for f in found}
+    assert not stale, f"{sorted(stale)} no longer compare task names: remove from PENDING"
+
+
+def test_the_task_name_check_finds_comparisons(tmp_path):
+    pkg = tmp_path / "musicaffect"
+    pkg.mkdir()
+    (pkg / "mod.py").write_text(
+        "from musicaffect.data.labels import GENRE_TASK\n"
+        "def f(t, data, dataset):\n"
+        "    a = t == GENRE_TASK\n"
+        "    b = GENRE_TASK not in data.tasks\n"
+        "    c = 'genre' in data.tasks\n"
+        "    d = dataset == 'genre'\n"           # a folder kind, not a task: allowed
+        "    return is_class_task(t)\n")
+    assert task_name_checks(pkg) == ["musicaffect.mod:3", "musicaffect.mod:4",
+                                     "musicaffect.mod:5", "musicaffect.mod:7"]
+
+
 def test_process_tuning_is_the_programs(graph):
     # the library never tunes the process by itself: only the CLI imports runtime
     users = {part for part, deps in graph.items() if "runtime" in deps}

@@ -193,6 +193,68 @@ def test_unknown_task_names_the_data_targets(own_root, tmp_path, capsys):
     assert "targets are arousal, valence" in capsys.readouterr().err
 
 
+def test_binary_targets_train_with_bce(own_runs, own_root, tmp_path):
+    """A deep run on 0/1 targets stores binary task specs, and its loss is BCE on the
+    logits: the trainer's loss of each target is BCE, and the validation loss recorded with
+    best.pt is the BCE of the run's held-out scores (their MSE would differ)."""
+    import torch
+
+    from musicaffect.config import load_config
+    from musicaffect.evaluation.predictor import Predictor
+    from musicaffect.models.checkpoint import task_specs
+    from musicaffect.tasks import BINARY
+    from musicaffect.training.engine import Trainer
+
+    ckpt = torch.load(own_runs / "affect" / "checkpoints" / "best.pt", weights_only=True)
+    assert [d["kind"] for d in ckpt["task_specs"]] == [BINARY, BINARY]
+    assert {t: s.kind for t, s in task_specs(ckpt).items()} == {"arousal": BINARY,
+                                                                "valence": BINARY}
+    pred = Predictor.load(own_runs / "affect", device="cpu").predict_heldout(own_root)
+    bce = mse = 0.0
+    for t in ("arousal", "valence"):
+        p, y = pred.values[t].astype(np.float64), pred.labels[t].astype(np.float64)
+        assert set(np.unique(y)) <= {0.0, 1.0} and ((p > 0) & (p < 1)).all()   # scores
+        bce += float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+        mse += float(np.mean((p - y) ** 2))
+    assert ckpt["metrics"]["val_loss"] == pytest.approx(bce, rel=1e-5)
+    assert ckpt["metrics"]["val_loss"] != pytest.approx(mse, rel=1e-2)
+    # the loss the loop trains with (the same object validates)
+    cfg = load_config("affect-cnn-full-fused", ["data.tasks=[genre, arousal, valence]",
+                                                "data.val_fraction=0.34",
+                                                "model.params.channels=[4,8,8,8]"])
+    trainer = Trainer(cfg, own_root, tmp_path / "run", progress=False)
+    try:
+        trainer.setup(resume=False, overwrite=False)
+        assert {t: loss.kind for t, loss in trainer.loss_fn.losses.items()} == {
+            "genre": "ce", "arousal": "bce", "valence": "bce"}
+    finally:
+        if trainer.claim is not None:
+            trainer.claim.abort()
+
+
+def test_resume_refuses_a_binary_run_trained_with_mse(own_root, tmp_path):
+    """A run interrupted before binary targets trained with BCE (its last.pt stores no
+    task specs) is not resumed with another loss."""
+    import torch
+
+    from musicaffect.config import load_config
+    from musicaffect.errors import CheckpointError
+    from musicaffect.training.engine import fit
+
+    cfg = load_config("affect-cnn-full-fused", ["data.tasks=[arousal, valence]",
+                                                "data.val_fraction=0.34", "train.epochs=2",
+                                                "train.batch_size=4",
+                                                "model.params.channels=[4,4,4,4]"])
+    run = tmp_path / "run"
+    fit(cfg, own_root, run, progress=False, stop_after=1)
+    last = run / "checkpoints" / "last.pt"
+    old = torch.load(last, weights_only=True)
+    del old["task_specs"]
+    torch.save(old, last)
+    with pytest.raises(CheckpointError, match=r"arousal \(regression -> binary\).*BCE"):
+        fit(cfg, own_root, run, resume=True, progress=False)
+
+
 def test_genre_and_targets_train_together(own_root, tmp_path):
     from musicaffect.models.checkpoint import load_checkpoint
 

@@ -4,6 +4,7 @@ encoding, metrics and checkpoints that follow from a spec. Binary targets train 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -239,6 +240,40 @@ def test_old_checkpoints_derive_specs_from_what_they_store(emopia):
     # the oldest: no vocabulary, the lab's classes and targets
     lab = task_specs({"model": {"tasks": {"genre": 10, "valence": 1}}, "config": {}})
     assert lab["genre"].classes == CLASSES and lab["valence"] == TaskSpec("valence", REGRESSION)
+
+
+OLD = Path(__file__).parent / "data"
+
+
+def _fixed_input(f: int, n: int, k: int) -> np.ndarray:
+    i, j = np.arange(f)[:, None], np.arange(n)[None, :]
+    return (2.0 * np.sin(0.3 * i + 0.07 * (k + 1) * j + 0.01 * i * j)).astype(np.float32)
+
+
+@pytest.mark.parametrize("tag", ["plain", "bounded"])
+def test_old_binary_checkpoints_predict_as_before(tag):
+    """Runs on 0/1 targets trained before BCE (MSE, with ``loss.bounded`` false / true) load
+    as regression tasks with binary labels and predict what they predicted then.
+
+    ``tests/data/old_binary_mse_{plain,bounded}.pt`` and ``old_binary_mse.npz`` were written
+    by the code before the wiring (commit 3a6ed99): ``train DATA --preset
+    affect-cnn-full-fused --set data.tasks=[arousal, valence] --set train.epochs=1 --set
+    train.batch_size=4 --set data.val_fraction=0.34 --set loss.bounded=... --set
+    model.params.channels=[4,4,4,4] --set model.params.embed_dim=8`` on generated songs
+    with binary arousal / valence labels, then ``DeepMember(best.pt).predict_arrays`` of the
+    three ``_fixed_input`` arrays."""
+    from musicaffect.evaluation.predictor import DeepMember
+
+    member = DeepMember(OLD / f"old_binary_mse_{tag}.pt").to(torch.device("cpu"))
+    assert "task_specs" not in member.ckpt
+    assert all(s.kind == REGRESSION and s.has_binary_labels and s.bounded == (tag == "bounded")
+               for s in member.specs.values())
+    want = np.load(OLD / "old_binary_mse.npz")
+    got = member.predict_arrays([_fixed_input(member.n_features, n, k)
+                                 for k, n in enumerate((40, 64, 90))])
+    assert set(got.values) == {"arousal", "valence"} and got.probs is None
+    for t, v in got.values.items():
+        np.testing.assert_allclose(v, want[f"{tag}/{t}"], rtol=0, atol=1e-6)
 
 
 def test_dataset_labels_follow_the_specs(sample_root):

@@ -186,24 +186,18 @@ def _explore(data_root, out: Path, seed: int) -> dict:
 
 
 def _overfit(data_root, out: Path, overrides: list[str]) -> dict:
-    """Lab steps 5b and 7b: a few batches, trained until the loss is near zero."""
-    import matplotlib.pyplot as plt
-
+    """Lab steps 5b and 7b: a few batches, trained until the loss is near zero (each
+    model's ``<preset>_curve.png`` and ``<preset>.json`` in ``out``)."""
     from musicaffect.config import load_config
-    from musicaffect.evaluation.plots import plot_overfit_curve
-    from musicaffect.training.engine import overfit
+    from musicaffect.training.engine import overfit, save_overfit
 
-    out.mkdir(parents=True, exist_ok=True)
     results = {}
     for preset, extra in (("lstm-beat-mel", ["train.lr=0.005"]),
                           ("cnn-full-mel", ["data.rate=beat", "train.lr=0.003"])):
         cfg = load_config(preset, [*overrides, *extra, "train.batch_size=8",
                                    "train.overfit_batches=1", "train.overfit_epochs=300"])
         res = overfit(cfg, data_root, progress=False)
-        fig = plot_overfit_curve(res.losses, threshold=res.target)
-        path = out / f"{preset}.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        path = save_overfit(res, out, name=preset)
         results[preset] = {"reached": res.reached, "epochs": len(res.losses),
                            "first_loss": res.losses[0], "last_loss": res.losses[-1],
                            "target": res.target, "figure": str(path)}

@@ -8,8 +8,8 @@ registered model family recognises (:mod:`musicaffect.families.registry`). Each 
 weighted members. The Predictor loads every member once, chooses the device once, builds each
 member's dataset with the rate and view it was trained on, and returns per-clip genre
 probabilities and regression values (deep models: raw outputs from
-:func:`musicaffect.evaluation.inference.predict_outputs`, then
-:func:`~musicaffect.evaluation.inference.predict_transform`). With several members, the genre
+:func:`musicaffect.evaluation.inference.predict_outputs`, then each task's
+:meth:`~musicaffect.tasks.TaskSpec.transform`). With several members, the genre
 probabilities of the members that predict genre, and the values of the members that predict a
 target, are averaged (weighted when the ensemble gives weights).
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicaffect.data.labels import CLASSES, GENRE_TASK
+from musicaffect.data.labels import CLASSES
 from musicaffect.data.vocab import vocabulary_of_checkpoint
 from musicaffect.errors import CheckpointError, ConfigError, DataError
 from musicaffect.families.registry import (  # noqa: F401  (what callers find here)
@@ -33,6 +33,7 @@ from musicaffect.families.registry import (  # noqa: F401  (what callers find he
 )
 from musicaffect.features.params import checkpoint_feature_params
 from musicaffect.models.predictions import Predictions, vocab_attributes
+from musicaffect.tasks import multiclass_task
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class DeepMember:
 
     def __init__(self, path: str | os.PathLike, *, which: str = "best"):
         from musicaffect.config import config_from_dict
-        from musicaffect.models.checkpoint import load_model
+        from musicaffect.models.checkpoint import load_model, task_specs
 
         self.model, self.ckpt = load_model(path, which=which)
         self.cfg = config_from_dict(self.ckpt["config"])
@@ -68,10 +69,12 @@ class DeepMember:
         parent = Path(self.path).parent
         self.run_dir = parent.parent if parent.name == "checkpoints" else parent
         self.tasks = list(self.ckpt["model"]["tasks"])
-        vocab_attributes(self, vocabulary_of_checkpoint(self.ckpt), self.ckpt.get("kinds"))
+        vocab_attributes(self, vocabulary_of_checkpoint(self.ckpt), self.ckpt.get("kinds"),
+                         task_specs(self.ckpt))
         self.epoch = self.ckpt.get("epoch")
         self.n_features = int(self.ckpt["model"]["n_features"])
-        self.n_classes = int(self.ckpt["model"]["tasks"].get(GENRE_TASK, 0))
+        ct = multiclass_task(self.specs)
+        self.n_classes = self.specs[ct].n_outputs if ct is not None else 0
         self.feature_params = checkpoint_feature_params(self.ckpt)
         self.device = None
 
@@ -88,7 +91,8 @@ class DeepMember:
         loader = make_loader(dataset, None, batch_size=batch_size,
                              max_length=self.cfg.data.max_length)
         return self._from_outputs(predict_outputs(self.model, loader, device=self.device,
-                                                  **window_options(self.cfg)))
+                                                  **window_options(self.cfg),
+                                                  specs=self.specs))
 
     def predict_arrays(self, arrays: Sequence[np.ndarray]) -> Predictions:
         """Predict a list of (F, t) arrays (the windows of one song) in one batch, whole
@@ -102,24 +106,24 @@ class DeepMember:
                   "length": int(a.shape[1]), "y": {}, "id": str(i)}
                  for i, a in enumerate(arrays)]
         loader = make_loader(items, None, batch_size=max(1, len(items)), max_length=None)
-        return self._from_outputs(predict_outputs(self.model, loader, device=self.device))
+        return self._from_outputs(predict_outputs(self.model, loader, device=self.device,
+                                                  specs=self.specs))
 
     def _from_outputs(self, res: dict) -> Predictions:
         import torch
-
-        from musicaffect.evaluation.inference import predict_transform
 
         probs = None
         values: dict[str, np.ndarray] = {}
         for t in self.tasks:
             out = res[f"out:{t}"]
-            if t == GENRE_TASK:
-                probs = predict_transform(t, np.asarray(out, dtype=np.float64))
+            spec = self.specs[t]
+            if spec.is_multiclass:
+                probs = spec.transform(np.asarray(out, dtype=np.float64))
             else:
-                values[t] = np.asarray(predict_transform(t, torch.as_tensor(out),
-                                                         self.cfg.loss.bounded))
+                values[t] = np.asarray(spec.transform(torch.as_tensor(out)))
         labels = {k[2:]: v for k, v in res.items() if k.startswith("y:")}
-        return Predictions(list(res["ids"]), probs, values, labels, list(self.classes))
+        return Predictions(list(res["ids"]), probs, values, labels, list(self.classes),
+                           dict(self.specs))
 
 
 
@@ -131,7 +135,7 @@ def check_fits(member, n_features: int, where: str, data_classes=None) -> None:
         raise CheckpointError(
             f"{member.path}: the model reads {member.n_features} features per frame but "
             f"{where} has {n_features}; evaluate with the view the model was trained on")
-    if GENRE_TASK in member.tasks and data_classes is not None \
+    if multiclass_task(member.specs) is not None and data_classes is not None \
             and list(data_classes) != list(member.classes):
         raise CheckpointError(
             f"{member.path}: the model's classes ({', '.join(member.classes)}) are not the "
@@ -193,7 +197,8 @@ class Predictor:
         out: list[str] = []
         for m in self.members:
             out += [t for t in m.tasks if t not in out]
-        return sorted(out, key=lambda t: t != GENRE_TASK)
+        specs = {t: s for m in self.members for t, s in m.specs.items()}
+        return sorted(out, key=lambda t: not specs[t].is_multiclass)
 
     @property
     def names(self) -> list[str]:
@@ -216,10 +221,12 @@ class Predictor:
         from musicaffect.data.dataset import SpectrogramDataset
 
         d = member.cfg.data
-        if tasks is None:
-            tasks = (GENRE_TASK,) if dataset == "genre" else "all"
+        if tasks is None and dataset != "genre":
+            tasks = "all"
+        # a genre folder's labels: the dataset's own (its class task)
+        options = {} if tasks is None else {"tasks": tasks}
         return SpectrogramDataset(data_root, dataset=dataset, rate=rate or d.rate, split=split,
-                                  view=d.view, tasks=tasks, cache_dir=d.cache_dir,
+                                  view=d.view, **options, cache_dir=d.cache_dir,
                                   use_cache=d.use_cache,
                                   skip_bad=d.skip_bad if skip_bad is None else skip_bad,
                                   genre_map=d.genre_map)
@@ -248,7 +255,7 @@ class Predictor:
         for m in self.members:
             data = prepare_data(m.cfg, data_root)
             check_fits(m, data.n_features, "the multitask folder",
-                       data.vocab.classes if GENRE_TASK in m.tasks else None)
+                       data.vocab.classes if multiclass_task(m.specs) is not None else None)
             parts.append((m, m.predict_dataset(data.val, batch_size=batch_size)))
         return self._combine(parts, where=str(data_root), held_out=True)
 
@@ -298,7 +305,8 @@ class Predictor:
             have = [(m, p) for m, p in aligned if t in p.values]
             values[t] = _weighted([p.values[t] for _, p in have],
                                   [w.get(id(m), 1.0) for m, _ in have])
-        return Predictions(list(ids), probs, values, labels, classes)
+        specs = {t: s for _, p in aligned for t, s in p.specs.items()}
+        return Predictions(list(ids), probs, values, labels, classes, specs)
 
 
 def _weighted(arrays: list[np.ndarray], weights: list[float]) -> np.ndarray:

@@ -37,6 +37,9 @@ class Member(Protocol):
         What it predicts (genre first, then targets).
     classes, kinds, ranges, vocab
         Its data's vocabulary (:func:`~musicaffect.models.predictions.vocab_attributes`).
+    specs : dict[str, TaskSpec]
+        How each task was trained and is predicted (name -> :class:`~musicaffect.tasks.TaskSpec`,
+        in the order of ``tasks``); code that needs a task's kind reads it here.
     n_features : int
         Features per frame it reads; ``n_classes`` its genre classes (0 without genre).
     epoch : int or None
@@ -53,6 +56,7 @@ class Member(Protocol):
     tasks: list[str]
     classes: list[str]
     kinds: dict[str, str]
+    specs: dict[str, Any]
     n_features: int
     n_classes: int
     epoch: int | None

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from musicaffect.data.labels import GENRE_TASK
 from musicaffect.errors import ConfigError
 from musicaffect.families.base import Family
 from musicaffect.families.registry import register
@@ -26,10 +25,12 @@ from musicaffect.models.classical import (
     ClassicalMember,
     ClassicalParams,
     classical_params,
+    classical_specs,
     dataset_features,
     fit_task,
     save_task_model,
 )
+from musicaffect.tasks import multiclass_task, scalar_tasks, specs_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,11 @@ def fit_classical(cfg, data_root, run_dir, *, resume: bool = False, overwrite: b
     data = prepare_data(cfg, data_root)
     X, ids, labels = dataset_features(data.dataset, p, max_length=cfg.data.max_length)
     tr, va = data.train_idx, data.val_idx
+    specs = classical_specs(data.vocab, data.tasks)
     fitted, search = {}, {}
     for task in data.tasks:
         y = data.dataset.labels(task)
-        classify = task == GENRE_TASK
+        classify = specs[task].is_multiclass
         # clips without this label (genre -100 / NaN target in joint genre + target data)
         has = (y >= 0) if classify else np.isfinite(y)
         t0 = time.perf_counter()
@@ -90,7 +92,8 @@ def fit_classical(cfg, data_root, run_dir, *, resume: bool = False, overwrite: b
         meta = {"format": FORMAT, "config": cfg.to_dict(), "estimator": p.estimator,
                 "features": feats, "tasks": list(data.tasks),
                 "classes": list(data.vocab.classes), "targets": list(data.vocab.targets),
-                "kinds": {t: data.vocab.kind(t) for t in data.tasks if t != GENRE_TASK},
+                "kinds": {t: data.vocab.kind(t) for t in scalar_tasks(specs)},
+                "task_specs": specs_to_dict(specs),
                 "vocab": data.vocab.to_dict(), "models": entries, "data": data.info,
                 "feature_params": root_feature_params(data_root).to_dict()}
         atomic_write(ckpt_dir / CLASSICAL_FILE, json.dumps(meta, indent=2))
@@ -99,7 +102,7 @@ def fit_classical(cfg, data_root, run_dir, *, resume: bool = False, overwrite: b
         val = member.predict_features(X[va], [ids[i] for i in va],
                                       {t: v[va] for t, v in labels.items()})
         seconds = time.perf_counter() - t_start
-        metrics = {"epoch": 0, **_val_metrics(val, data.tasks), "seconds": seconds}
+        metrics = {"epoch": 0, **_val_metrics(val, specs), "seconds": seconds}
         meta["metrics"] = metrics
         atomic_write(ckpt_dir / CLASSICAL_FILE, json.dumps(meta, indent=2))
         save_config(cfg, folder / "config.yaml")
@@ -119,19 +122,21 @@ def fit_classical(cfg, data_root, run_dir, *, resume: bool = False, overwrite: b
     return write_run(plan, cfg, write)
 
 
-def _val_metrics(val, tasks: list[str]) -> dict[str, float]:
-    """Validation metrics named as the deep runs' (``val_loss``, ``val_accuracy`` ...)."""
+def _val_metrics(val, specs: dict) -> dict[str, float]:
+    """Validation metrics of the tasks ``specs`` (name -> TaskSpec), named as the deep
+    runs' (``val_loss``, ``val_accuracy`` ...)."""
     from musicaffect.evaluation.metrics import classification_metrics, regression_metrics
 
     m: dict[str, float] = {}
-    if GENRE_TASK in tasks:
-        y = val.labels[GENRE_TASK].astype(np.int64)
+    ct = multiclass_task(specs)
+    if ct is not None:
+        y = val.labels[ct].astype(np.int64)
         p = np.clip(val.probs[np.arange(len(y)), y], 1e-12, 1.0)
         m["val_loss"] = float(-np.mean(np.log(p)))                     # cross-entropy
         cm = classification_metrics(y, val.probs.argmax(axis=1), classes=val.classes)
         m["val_accuracy"] = float(cm["accuracy"])
         m["val_macro_f1"] = float(cm["macro_f1"])
-    reg = [t for t in tasks if t != GENRE_TASK]
+    reg = scalar_tasks(specs)
     if reg:
         rm = regression_metrics({t: val.labels[t] for t in reg},
                                 {t: val.values[t] for t in reg})

@@ -259,6 +259,10 @@ class EnsembleMember:
         for attr in ("classes", "vocab", "ranges", "feature_params"):
             setattr(self, attr, getattr(genre[0] if genre else first, attr, None))
         self.kinds = {t: k for m in self.members for t, k in m.kinds.items()}
+        self.specs = {}   # each task's spec as its first member has it
+        for m in self.members:
+            for t, s in m.specs.items():
+                self.specs.setdefault(t, s)
         self.n_features = first.n_features
         self.n_classes = genre[0].n_classes if genre else 0
         self.epoch = None

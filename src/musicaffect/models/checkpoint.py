@@ -108,11 +108,12 @@ def make_checkpoint(model, cfg_dict: dict, *, classes, epoch: int, metrics: dict
                     specs=None, **extra) -> dict:
     """Assemble the checkpoint dict of a model (see module docstring); ``specs``: the
     tasks' :class:`~musicaffect.tasks.TaskSpec` (name -> spec), stored as ``task_specs``."""
-    from musicaffect.tasks import is_class_task, specs_to_dict
+    from musicaffect.tasks import legacy_specs, scalar_tasks, specs_to_dict
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    if targets is None:
-        targets = [t for t in model.model_args().get("tasks", {}) if not is_class_task(t)]
+    if targets is None:   # without specs (older callers), the tasks read as the lab's
+        targets = scalar_tasks(specs if specs is not None else legacy_specs(
+            model.model_args().get("tasks", {}), classes=classes))
     kinds = (vocab or {}).get("kinds", {})
     out = {
         "format": FORMAT,

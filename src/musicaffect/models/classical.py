@@ -13,10 +13,12 @@ estimator     genre (classifier)              each affect target (regressor)
 ``hgb``       histogram gradient boosting     histogram gradient boosting
 ============  ==============================  =============================
 
-(``logreg`` and ``ridge`` are accepted as names of ``linear``.) Hyperparameters (C, alpha,
-learning rate ...) are chosen by a small internal cross-validation on the training part of
-the run's split only; the validation part is held out exactly as for the deep models, so
-``evaluate`` on affect runs scores clips the model never saw.
+(``logreg`` and ``ridge`` are accepted as names of ``linear``.) A target with 0/1 labels is
+fitted by the regressor too (:func:`classical_specs`) and scored as a detector.
+Hyperparameters (C, alpha, learning rate ...) are chosen by a small internal
+cross-validation on the training part of the run's split only; the validation part is held
+out exactly as for the deep models, so ``evaluate`` on affect runs scores clips the model
+never saw.
 
 A run is configured like any other (``model.name: classical``, ``model.params: {estimator:
 svm, ...}``) and trained by ``musicaffect train`` (the family registry dispatches to
@@ -42,7 +44,6 @@ from typing import Any
 
 import numpy as np
 
-from musicaffect.data.labels import GENRE_TASK
 from musicaffect.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,14 @@ def _splitter(y: np.ndarray, *, classify: bool, folds: int, seed: int):
             return StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     k = min(folds, n // 2)
     return KFold(n_splits=k, shuffle=True, random_state=seed) if k >= 2 else None
+
+
+def classical_specs(vocab, tasks) -> dict:
+    """The :class:`~musicaffect.tasks.TaskSpec` of each task a classical run fits (name ->
+    spec): the vocabulary's, except that a target with 0/1 labels is fitted by the task's
+    regressor (a regression spec with binary labels, scored as a detector), as before task
+    specs."""
+    return vocab.task_specs(tasks, binary_as_regression=True)
 
 
 def fit_task(p: ClassicalParams, X: np.ndarray, y: np.ndarray, *, classify: bool,
@@ -408,11 +417,15 @@ class ClassicalMember:
         self.tasks = list(meta["tasks"])
         from musicaffect.data.vocab import vocabulary_of_checkpoint
         from musicaffect.models.predictions import vocab_attributes
+        from musicaffect.tasks import multiclass_task, specs_from_dict
 
-        vocab_attributes(self, vocabulary_of_checkpoint(meta), meta.get("kinds"))
+        # runs written before task specs store none: the vocabulary's (binary as regression)
+        specs = specs_from_dict(meta["task_specs"]) if meta.get("task_specs") else None
+        vocab_attributes(self, vocabulary_of_checkpoint(meta), meta.get("kinds"), specs)
         self.epoch = None
         self.n_features = int(meta["features"]["n_features"])
-        self.n_classes = len(self.classes) if GENRE_TASK in self.tasks else 0
+        ct = multiclass_task(self.specs)
+        self.n_classes = self.specs[ct].n_outputs if ct is not None else 0
         from musicaffect.features.params import checkpoint_feature_params
 
         self.feature_params = checkpoint_feature_params(meta)
@@ -432,7 +445,7 @@ class ClassicalMember:
         probs, values = None, {}
         for t in self.tasks:
             m = self.models[t]
-            if t == GENRE_TASK:
+            if self.specs[t].is_multiclass:
                 seen = self.meta["models"][t]["classes_seen"]
                 probs = np.zeros((len(X), len(self.classes)))
                 if len(X):
@@ -440,7 +453,8 @@ class ClassicalMember:
             else:
                 values[t] = np.asarray(m.predict(X), dtype=np.float64) if len(X) \
                     else np.zeros(0)
-        return Predictions(list(ids), probs, values, dict(labels or {}), list(self.classes))
+        return Predictions(list(ids), probs, values, dict(labels or {}), list(self.classes),
+                           dict(self.specs))
 
     def predict_dataset(self, dataset, *, batch_size: int = 32):
         X, ids, labels = dataset_features(dataset, self.params,

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 
 from musicaffect.config import RunConfig
-from musicaffect.data.labels import CLASSES, GENRE_TASK
+from musicaffect.data.labels import CLASSES
 from musicaffect.data.loading import EpochBatchSampler, RunData, prepare_data, task_sizes
 from musicaffect.errors import CheckpointError, DataError, RunError
-from musicaffect.models.checkpoint import load_checkpoint
+from musicaffect.models.checkpoint import load_checkpoint, task_specs
+from musicaffect.tasks import multiclass_task
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,8 @@ def build_run_model(cfg: RunConfig, data: RunData):
     from musicaffect.data.normalize import feature_stats
     from musicaffect.models import build_model
 
-    classes = data.vocab.classes if data.vocab is not None else CLASSES
     model = build_model(cfg.model.name, dict(cfg.model.params), data.n_features,
-                        task_sizes(data.tasks, classes))
+                        task_sizes(data.specs))
     if cfg.transfer.checkpoint:
         transfer_backbone(model, cfg.transfer.checkpoint, n_features=data.n_features,
                           vocab=data.vocab)
@@ -103,6 +103,7 @@ def _transfer_heads(model, src: dict, vocab) -> list[str]:
 
     src_vocab = vocabulary_of_checkpoint(src)
     classes = list(vocab.classes) if vocab is not None else list(CLASSES)
+    src_specs = task_specs(src)
     copied = []
     for task, head in model.heads.items():
         prefix = f"heads.{task}."
@@ -110,7 +111,7 @@ def _transfer_heads(model, src: dict, vocab) -> list[str]:
         if task not in src["model"]["tasks"] or not state:
             continue  # a task the source did not have: a new head, as always
         why = None
-        if task == GENRE_TASK and list(src_vocab.classes) != classes:
+        if src_specs[task].is_multiclass and list(src_vocab.classes) != classes:
             why = (f"its classes ({', '.join(src_vocab.classes)}) differ from this data's "
                    f"({', '.join(classes)})")
         else:
@@ -214,13 +215,14 @@ def _mixup(cfg: RunConfig, head_sizes: dict, epoch: int, batch: int) -> Callable
 def _balance(cfg: RunConfig, data: RunData, model) -> tuple:
     """``(class weights of the loss, sampling weights of the training clips)`` for
     ``train.balance`` (``loss`` / ``sampler``), from the training part's genre labels."""
-    if cfg.train.balance == "none" or GENRE_TASK not in data.tasks:
+    ct = multiclass_task(data.specs)
+    if cfg.train.balance == "none" or ct is None:
         return None, None
-    labels = np.asarray(data.dataset.labels(GENRE_TASK))[data.train_idx]
+    labels = np.asarray(data.dataset.labels(ct))[data.train_idx]
     if cfg.train.balance == "loss":
         from musicaffect.training.losses import balanced_class_weights
 
-        return balanced_class_weights(labels, model.tasks[GENRE_TASK]), None
+        return balanced_class_weights(labels, data.specs[ct].n_outputs), None
     from musicaffect.training.recipe import balanced_sample_weights
 
     return None, balanced_sample_weights(labels)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-from musicaffect.data.labels import GENRE_TASK
 from musicaffect.errors import CheckpointError
 from musicaffect.io import atomic_open
 from musicaffect.models.checkpoint import atomic_save, make_checkpoint
@@ -147,7 +146,7 @@ class Checkpoint(Callback):
         data, cfg = trainer.data, trainer.cfg
         ckpt_args = dict(classes=data.vocab.classes, epoch=metrics["epoch"],
                          metrics=numeric(metrics), data_info=data.info,
-                         targets=[t for t in data.tasks if t != GENRE_TASK],
+                         specs=data.specs,
                          vocab=data.vocab.to_dict(), feature_params=trainer.feature_params)
         folder = trainer.run_dir / "checkpoints"
         if trainer.early.improved:

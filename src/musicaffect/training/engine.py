@@ -196,11 +196,10 @@ class Trainer:
         model = self.build_model(cfg, data)
         lc = cfg.loss
         class_weights, sample_weights = _balance(cfg, data, model)
-        loss_fn = build_loss(data.tasks, regression=lc.regression, bounded=lc.bounded,
+        loss_fn = build_loss(data.specs, regression=lc.regression,
                              rank_weight=lc.rank_weight, weights=lc.weights,
                              learn_weights=lc.learn_weights,
-                             label_smoothing=lc.label_smoothing,
-                             targets=data.vocab.targets, class_weights=class_weights)
+                             label_smoothing=lc.label_smoothing, class_weights=class_weights)
         optimizer = build_optimizer(cfg, list(model.parameters()) + list(loss_fn.parameters()))
         self.history: list[dict] = []
         self.start_epoch = 0
@@ -250,6 +249,7 @@ class Trainer:
 
         last = load_checkpoint(self.run_dir, which="last")
         check_resume(self.run_dir, self.cfg, model, last)
+        _check_same_specs(last, self.data.specs)
         try:
             model.load_state_dict(last["state_dict"])
             optimizer.load_state_dict(last["optimizer"])
@@ -282,14 +282,13 @@ class Trainer:
             t0 = time.perf_counter()
             train_loss = self.train_epoch(epoch)
             val_res = predict_outputs(self.eval_model, self.val_loader, fabric=self.fabric,
-                                      **window_options(cfg))
+                                      **window_options(cfg), specs=self.data.specs)
             metrics = {"epoch": epoch, "train_loss": float(train_loss),
                        "val_loss": _loss_from_outputs(self.loss_fn, val_res, self.data.tasks),
                        "lr": self.optimizer.param_groups[0]["lr"],
                        "seconds": time.perf_counter() - t0}
             metrics.update({f"val_{k}": v for k, v in outputs_metrics(
-                val_res, self.data.tasks, bounded=cfg.loss.bounded,
-                classes=self.data.vocab.classes).items()})
+                val_res, self.data.tasks, specs=self.data.specs).items()})
             if cfg.loss.learn_weights:
                 metrics.update({f"w_{k}": v for k, v in self.loss_fn.current_weights().items()})
             self.history.append(metrics)
@@ -342,6 +341,21 @@ class Trainer:
         return self.fabric.all_reduce(torch.tensor(total / max(count, 1)), reduce_op="mean")
 
 
+def _check_same_specs(last: dict, specs: dict) -> None:
+    """Refuse to resume a run whose tasks were trained as other kinds than this version
+    trains them (a binary target trained with MSE before binary targets used BCE)."""
+    from musicaffect.models.checkpoint import task_specs
+
+    theirs = task_specs(last)
+    differ = [t for t, s in specs.items() if t in theirs and theirs[t] != s]
+    if differ:
+        shown = ", ".join(f"{t} ({theirs[t].kind} -> {specs[t].kind})" for t in differ)
+        raise CheckpointError(
+            f"{last['path']}: the run trained {shown} otherwise than this version trains "
+            "them (binary targets now train with BCE), so --resume would not continue the "
+            "same run; start a new run (--overwrite or another --out)")
+
+
 # --------------------------------------------------------------------------- overfit
 
 @dataclass
@@ -365,9 +379,9 @@ def overfit(cfg: RunConfig, data_root: str | Path, *, progress: bool = True) -> 
     data = prepare_data(cfg, data_root)
     model = build_run_model(cfg, data)
     lc = cfg.loss
-    loss_fn = build_loss(data.tasks, regression=lc.regression, bounded=lc.bounded,
+    loss_fn = build_loss(data.specs, regression=lc.regression,
                          rank_weight=0.0, weights=lc.weights, learn_weights=False,
-                         label_smoothing=0.0, targets=data.vocab.targets)
+                         label_smoothing=0.0)
     optimizer = build_optimizer(cfg, model.parameters())
     model, optimizer = fabric.setup(model, optimizer)
     loss_fn = loss_fn.to(fabric.device)

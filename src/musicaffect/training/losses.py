@@ -42,10 +42,8 @@ from musicaffect.tasks import (
     BINARY,
     CLASS_TASK,
     MULTICLASS,
-    REGRESSION,
     TaskSpec,
-    is_class_task,
-    multiclass,
+    legacy_specs,
 )
 
 __all__ = [
@@ -415,13 +413,12 @@ def _as_specs(tasks, *, bounded: bool, targets: Sequence[str] | None) -> list[Ta
     for item in items:
         if isinstance(item, TaskSpec):
             out.append(item)
-        elif is_class_task(item):
-            out.append(multiclass(item, CLASSES))
-        elif item in known:
-            out.append(TaskSpec(item, REGRESSION, bounded=bounded))
-        else:
+            continue
+        spec = legacy_specs([item], classes=CLASSES, bounded=bounded)[item]
+        if not spec.is_multiclass and item not in known:
             raise ConfigError(f"unknown task {item!r}: choose from {CLASS_TASK}, "
                               + ", ".join(known))
+        out.append(spec)
     return out
 
 
