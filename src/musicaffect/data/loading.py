@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Sampler, Subset
 
 from musicaffect.data.labels import CLASSES
 from musicaffect.errors import ConfigError, DataError
-from musicaffect.tasks import legacy_specs, multiclass_task, split_task_names
+from musicaffect.tasks import legacy_specs, multiclass_task
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -127,13 +127,6 @@ def prepare_data(cfg, data_root: str | Path) -> RunData:
         raise DataError(f"the training split has {n} usable clip(s); at least 2 are needed "
                         "(check the label file and --skip-bad warnings)",
                         path=Path(data_root))
-    class_names, _ = split_task_names(ds.tasks)
-    found = np.unique(ds.labels(class_names[0])) if class_names else np.arange(2)
-    found = found[found >= 0]   # -100: a multitask clip without genre
-    if len(found) == 1:    # checked before the specs, whose message could not name the class
-        raise DataError(f"the training clips hold a single genre class ({vocab.classes[found[0]]}"
-                        "); a genre classifier needs at least two: add clips of another "
-                        "genre, or train an affect preset", path=Path(data_root))
     specs = vocab.task_specs(ds.tasks, bounded=cfg.loss.bounded)
     for t, spec in specs.items():
         if spec.bounded:
@@ -143,6 +136,13 @@ def prepare_data(cfg, data_root: str | Path) -> RunData:
                                   f"spans [{lo:g}, {hi:g}] in this data: set loss.bounded=false "
                                   "or rescale the labels to [0, 1]")
     class_task = multiclass_task(specs)
+    # a vocabulary of one class is refused where its spec is made (data.vocab)
+    found = np.unique(ds.labels(class_task)) if class_task else np.arange(2)
+    found = found[found >= 0]   # -100: a multitask clip without genre
+    if len(found) == 1:
+        raise DataError(f"the training clips hold a single genre class ({vocab.classes[found[0]]}"
+                        "); a genre classifier needs at least two: add clips of another "
+                        "genre, or train an affect preset", path=Path(data_root))
     stratify = ds.labels(class_task) if (d.stratify and class_task) else None
     # clips of one group (song, artist, source file) stay on one side of the split
     by_id = load_groups(data_root, vocab)
