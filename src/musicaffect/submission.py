@@ -22,6 +22,7 @@ import numpy as np
 
 from musicaffect.data.labels import TARGETS
 from musicaffect.errors import CheckpointError, DataError
+from musicaffect.tasks import scalar_tasks
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def predict_test(runs, data_root: str | Path, *, batch_size: int = 32,
     # every target covered? (checked on the models, before predicting anything)
     given: list[str] = []
     for m in pred.members:
-        given += [t for t in m.tasks if t != "genre" and t not in given]
+        given += [t for t in scalar_tasks(m.specs) if t not in given]
     missing = [t for t in TARGETS if t not in given]
     if missing and given:
         raise CheckpointError(f"no run predicts {', '.join(missing)} (the runs predict "
@@ -53,7 +54,7 @@ def predict_test(runs, data_root: str | Path, *, batch_size: int = 32,
     members = [m for m in pred.members if any(t in TARGETS for t in m.tasks)]
     for m in pred.members:
         if m not in members:
-            others = [t for t in m.tasks if t != "genre"]
+            others = scalar_tasks(m.specs)
             if others:
                 raise CheckpointError(
                     f"{m.path}: the Kaggle submission needs {', '.join(TARGETS)}, but "

@@ -42,20 +42,17 @@ def default_export_path(checkpoint: str | Path, fmt: str) -> Path:
 
 
 def _refuse_non_networks(run: Path) -> None:
-    """Classical models and ensembles have no network to export: say so (not "train
-    first")."""
+    """Only a deep run holds one network to export: say which family a folder is instead of
+    "train first" (the registry recognises it)."""
     from musicaffect.errors import ConfigError
+    from musicaffect.families.registry import recognise
 
-    folder = run.parent.parent if run.name.endswith(".classical.json") else run
-    if (folder / "checkpoints" / "best.classical.json").is_file() or run.name.endswith(
-            ".classical.json"):
-        raise ConfigError(f"{run}: a classical (scikit-learn) run; export writes neural "
-                          "networks only (ONNX/TorchScript), classical models are not "
-                          "exported: use the run folder itself with predict, evaluate or "
-                          "submit")
-    if (folder / "ensemble.json").is_file():
-        raise ConfigError(f"{run}: an ensemble folder; export writes one network: export "
-                          "its members one by one")
+    found = recognise(run)
+    if found is not None and not found[0].fallback:
+        raise ConfigError(f"{run}: a {found[0].name} model folder; export writes one neural "
+                          "network (ONNX/TorchScript) from a deep run's checkpoint. Use this "
+                          "folder itself with predict, evaluate or submit (an ensemble: "
+                          "export its deep members one by one)")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -71,11 +68,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = args.out or default_export_path(ckpt["path"], args.fmt)
     check_output_file(out, what="exported model")
     from musicaffect.data.vocab import vocabulary_of_checkpoint
+    from musicaffect.models.checkpoint import task_specs
+    from musicaffect.tasks import multiclass_task, scalar_tasks
 
     vocab = vocabulary_of_checkpoint(ckpt)
-    tasks = list(ckpt["model"]["tasks"])
-    targets = [t for t in tasks if t != "genre"]
-    meta = {"classes": list(vocab.classes) if "genre" in tasks else [],
+    specs = task_specs(ckpt)
+    targets = scalar_tasks(specs)
+    meta = {"classes": list(vocab.classes) if multiclass_task(specs) else [],
             "targets": targets, "kinds": {t: vocab.kind(t) for t in targets},
             "data": ckpt.get("data"),
             "checkpoint": str(ckpt["path"]), "epoch": ckpt.get("epoch")}
