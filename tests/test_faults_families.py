@@ -71,3 +71,55 @@ def test_grid_values_the_estimator_refuses_are_config_errors(estimator, grid, ke
     p = classical_params({"estimator": estimator, "grid": grid, "cv_folds": 2})
     with pytest.raises(ConfigError, match=rf"model\.params\.grid\.{key}"):
         fit_task(p, X, y, classify=True, seed=0)
+
+
+# --------------------------------------------------------------------------- ensembles
+
+FAST = ["--set", "model.params.cv_folds=2", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def genre_and_affect(sample_root, tmp_path_factory):
+    from musicaffect.cli import main
+
+    base = tmp_path_factory.mktemp("mixed")
+    assert main(["train", sample_root, "--preset", "classical-logreg", "--out",
+                 str(base / "genre"), *FAST]) == 0
+    assert main(["train", sample_root, "--preset", "affect-classical-ridge", "--out",
+                 str(base / "affect"), *FAST]) == 0
+    return base / "genre", base / "affect"
+
+
+def test_ensemble_of_runs_of_different_tasks_is_refused(genre_and_affect, tmp_path, capsys):
+    from musicaffect.cli import main
+
+    genre, affect = genre_and_affect
+    capsys.readouterr()
+    assert main(["ensemble", str(genre), str(affect), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "same tasks" in err and "valence" in err and str(affect) in err
+    assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_evaluate_of_runs_of_different_tasks_is_refused_in_either_order(
+        genre_and_affect, sample_root, tmp_path, capsys, order):
+    from musicaffect.cli import main
+
+    runs = [str(r) for r in genre_and_affect][::1 if order == 0 else -1]
+    capsys.readouterr()
+    assert main(["evaluate", *runs, sample_root, "--out", str(tmp_path / "d")]) == 2
+    assert "evaluate the others separately" in capsys.readouterr().err
+    assert not (tmp_path / "d" / "metrics.json").exists()
+
+
+def test_members_of_different_classes_are_refused():
+    from types import SimpleNamespace
+
+    from musicaffect.families.ensemble import check_members
+
+    a = SimpleNamespace(path="A", tasks=["genre"], n_classes=2, classes=["rock", "pop"])
+    b = SimpleNamespace(path="B", tasks=["genre"], n_classes=2, classes=["rock", "jazz"])
+    check_members([a, a])
+    with pytest.raises(ConfigError, match="B has the classes rock, jazz but A has rock, pop"):
+        check_members([a, b])

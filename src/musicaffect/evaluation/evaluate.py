@@ -50,6 +50,7 @@ def evaluate(checkpoint: str | Path | list[str | Path], data_root: str | Path, *
     from musicaffect.evaluation.metrics import classification_metrics, regression_metrics
     from musicaffect.evaluation.plots import plot_confusion, plot_scatter
     from musicaffect.evaluation.predictor import Predictor
+    from musicaffect.families.ensemble import check_members
     from musicaffect.paths import check_output_dir
 
     if out_dir:
@@ -60,6 +61,7 @@ def evaluate(checkpoint: str | Path | list[str | Path], data_root: str | Path, *
         raise ConfigError("several runs are evaluated as one ensemble: give --out DIR (or "
                           "make an ensemble folder with `musicaffect ensemble`)")
     pred = Predictor.load(paths, device=device)
+    check_members(pred.members)   # every task of every member, or a named refusal
     first = pred.first
     cfg = first.cfg
     tasks = pred.tasks
