@@ -123,3 +123,41 @@ def test_members_of_different_classes_are_refused():
     check_members([a, a])
     with pytest.raises(ConfigError, match="B has the classes rock, jazz but A has rock, pop"):
         check_members([a, b])
+
+
+# --------------------------------------------------------------------------- undefined Spearman
+
+def test_an_undefined_validation_spearman_is_nan_and_logged_as_na():
+    import warnings
+
+    from musicaffect.evaluation.metrics import regression_metrics
+    from musicaffect.training.callbacks import _fmt
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one_clip = regression_metrics({"valence": np.array([0.3])}, {"valence": np.array([0.5])})
+        constant = regression_metrics({"valence": np.arange(5.0), "energy": np.arange(5.0)},
+                                      {"valence": np.ones(5), "energy": np.arange(5.0)})
+    assert np.isnan(one_clip["per_target"]["valence"]["spearman"])
+    assert np.isnan(one_clip["spearman_mean"])
+    assert np.isnan(constant["per_target"]["valence"]["spearman"])
+    assert constant["spearman_mean"] == pytest.approx(1.0)     # the defined target only
+    line = _fmt({"epoch": 0, "val_loss": 0.25, "val_spearman_mean": float("nan"),
+                 "seconds": 1.0})
+    assert "val_spearman_mean=n/a" in line and "val_loss=0.2500" in line
+
+
+@pytest.mark.parametrize("minimise", [False, True])
+def test_a_nan_monitor_is_never_the_best_epoch(minimise):
+    from musicaffect.training.callbacks import EarlyStopping
+
+    nan = float("nan")
+    good, better = (0.5, 0.4) if minimise else (0.1, 0.2)
+    es = EarlyStopping(minimise, patience=3)
+    assert es.update(nan, 0)                  # the first epoch stands in for none
+    assert es.update(good, 1) and es.best_epoch == 1
+    assert not es.update(nan, 2) and es.best == good and es.bad_epochs == 1
+    assert es.update(better, 3) and es.best_epoch == 3 and es.bad_epochs == 0
+    for e in range(4, 7):
+        assert not es.update(nan, e)
+    assert es.should_stop and es.best_epoch == 3
