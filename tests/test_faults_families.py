@@ -161,3 +161,53 @@ def test_a_nan_monitor_is_never_the_best_epoch(minimise):
     for e in range(4, 7):
         assert not es.update(nan, e)
     assert es.should_stop and es.best_epoch == 3
+
+
+# --------------------------------------------------------------------------- suites
+
+RIDGE = {"experiment": "affect-classical-ridge", "preset": "affect-classical-ridge",
+         "label": "ridge"}
+BROKEN = {"experiment": "no-such-preset", "preset": "no-such-preset", "label": "broken"}
+
+
+def _experiments(**kw):
+    base = {"affect": [BROKEN, RIDGE], "multitask": [BROKEN, RIDGE],
+            "transfer": {"source": "no-such-preset", "baseline": [],
+                         "variants": [dict(BROKEN, freeze=False)]}}
+    return lambda: {**base, **kw}
+
+
+def test_a_failing_affect_preset_is_a_row_and_lab_exits_non_zero(sample_root, tmp_path,
+                                                                 monkeypatch, capsys):
+    import json
+
+    from musicaffect import suites
+    from musicaffect.cli import main
+
+    monkeypatch.setattr(suites, "suite_experiments", _experiments())
+    out = tmp_path / "lab"
+    assert main(["lab", sample_root, "--out", str(out), "--steps", "affect",
+                 "--budget", "tiny", "--no-progress"]) == 1
+    state = json.loads((out / "lab_state.json").read_text())["steps"]["affect"]
+    rows = {r["experiment"]: r for r in state["table"]["rows"]}
+    assert "unknown preset" in rows["no-such-preset"]["error"]
+    assert rows["affect-classical-ridge"]["mean"] is not None
+    assert not rows["affect-classical-ridge"]["error"]
+    assert "no-such-preset" in state["failed_presets"]
+
+
+@pytest.mark.parametrize("suite", ["multitask", "transfer"])
+def test_a_failing_multitask_or_transfer_preset_is_a_row(suite, sample_root, tmp_path,
+                                                        monkeypatch):
+    from musicaffect import suites
+
+    monkeypatch.setattr(suites, "suite_experiments", _experiments())
+    run = getattr(suites, f"{suite}_suite")
+    res = run(sample_root, tmp_path / suite, budget="tiny", progress=False,
+              genre_run=tmp_path / "unused-genre-source")
+    rows = {r["experiment"]: r for r in res.rows}
+    assert "unknown preset" in rows["no-such-preset"]["error"]
+    assert "error" in res.columns and rows["no-such-preset"]["mean"] is None
+    if suite == "multitask":
+        assert rows["affect-classical-ridge"]["mean"] is not None
+        assert res.runs["affect-classical-ridge"]
