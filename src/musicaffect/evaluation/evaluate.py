@@ -32,6 +32,10 @@ def evaluate(checkpoint: str | Path | list[str | Path], data_root: str | Path, *
         A run folder (its ``checkpoints/best.pt`` is used), a ``.pt`` file, a classical run
         folder or an ensemble folder; several of them are evaluated as one ensemble
         (probabilities and values averaged, see :class:`~musicaffect.evaluation.predictor.Predictor`).
+        Runs evaluated together must cover the same tasks (and the same classes): every task
+        of every run is evaluated, or the command is refused naming the runs that differ
+        (:func:`~musicaffect.families.ensemble.check_members`); evaluate runs of other tasks
+        separately.
     data_root : path
         The dataset root.
     rate : {"full", "beat"}, optional
