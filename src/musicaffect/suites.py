@@ -236,6 +236,20 @@ def genre_suite(data_root, out_dir, *, budget: str = "standard",
     return result
 
 
+#: what a failing preset may raise; the suite reports it in the preset's row and goes on
+PRESET_ERRORS = (MusicAffectError, RuntimeError, ValueError, KeyError, OSError)
+
+
+def try_preset(suite: str, name: str, step: Callable[[], object]) -> tuple[object, str | None]:
+    """``(step(), None)``, or ``(None, "ErrorType: first line")`` when the preset fails (logged;
+    the caller puts the text in the row's ``error`` and the suite goes on)."""
+    try:
+        return step(), None
+    except PRESET_ERRORS as err:
+        log.error("%s suite: %s failed: %s", suite, name, err)
+        return None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+
 # --------------------------------------------------------------------------- affect
 
 def _affect_row(label: str, per_target: dict[str, float],
@@ -286,16 +300,28 @@ def affect_suite(data_root, out_dir, *, budget: str = "standard",
     for exp in suite_experiments()["affect"]:
         preset = exp["preset"]
         per: dict[str, float] = {}
+        errors = []
         for t in targets or list(vocab.targets):
             if on_step:
                 on_step(f"affect: {preset} {t}")
             name = f"{preset}-{t}"
-            cfg = _cfg(preset, budget, overrides, {"data": {"tasks": [t]}}, name=name)
-            run = run_experiment(cfg, data_root, out_dir / name, reuse=reuse, progress=progress)
-            runs[name] = str(run)
-            per.update(_spearmans(run, data_root))
+
+            def step(t=t, name=name, preset=preset):
+                cfg = _cfg(preset, budget, overrides, {"data": {"tasks": [t]}}, name=name)
+                run = run_experiment(cfg, data_root, out_dir / name, reuse=reuse,
+                                     progress=progress)
+                return run, _spearmans(run, data_root)
+
+            done, error = try_preset("affect", name, step)
+            if error:
+                errors.append(f"{t}: {error}")
+                continue
+            runs[name] = str(done[0])
+            per.update(done[1])
         rows.append(_affect_row(exp["label"], per, vocab.targets,
                                 experiment=exp["experiment"]))
+        if errors:
+            rows[-1]["error"] = "; ".join(errors)
     return _affect_result("Affect regression, one model per target (Spearman, held-out)",
                           rows, runs, data_root, out_dir / "affect_table", overrides)
 
@@ -314,8 +340,11 @@ def _affect_result(title, rows, runs, data_root, path, overrides=None) -> SuiteR
     if vocab.binary_targets():
         note += ("; auc_<target> = ROC-AUC of a binary target (Spearman is in the target's "
                  "own column)")
-    result = SuiteResult(title, rows, affect_columns(vocab, references=refs), note, runs,
-                         synthetic)
+    columns = affect_columns(vocab, references=refs)
+    if any(r.get("error") for r in rows):   # failed presets: their rows say why
+        columns.append("error")
+        rows = [{**r, "error": r.get("error", "")} for r in rows]
+    result = SuiteResult(title, rows, columns, note, runs, synthetic)
     _save(result, path)
     return result
 
@@ -348,19 +377,31 @@ def transfer_suite(data_root, out_dir, *, budget: str = "standard",
         if frozen and not freeze:
             continue
         per: dict[str, float] = {}
+        errors = []
         for t in vocab.targets:
             name = f"{exp['experiment']}-{t}"
             if on_step:
                 on_step(f"transfer: {name}")
-            cfg = _cfg(exp["preset"], budget, overrides,
-                       {"data": {"tasks": [t]},
-                        "transfer": {"checkpoint": str(source), "freeze_backbone": frozen}},
-                       name=name)
-            run = run_experiment(cfg, data_root, out_dir / name, reuse=reuse, progress=progress)
-            runs[name] = str(run)
-            per.update(_spearmans(run, data_root))
+
+            def step(t=t, name=name, exp=exp, frozen=frozen):
+                cfg = _cfg(exp["preset"], budget, overrides,
+                           {"data": {"tasks": [t]},
+                            "transfer": {"checkpoint": str(source), "freeze_backbone": frozen}},
+                           name=name)
+                run = run_experiment(cfg, data_root, out_dir / name, reuse=reuse,
+                                     progress=progress)
+                return run, _spearmans(run, data_root)
+
+            done, error = try_preset("transfer", name, step)
+            if error:
+                errors.append(f"{t}: {error}")
+                continue
+            runs[name] = str(done[0])
+            per.update(done[1])
         rows.append(_affect_row(exp["label"], per, vocab.targets,
                                 experiment=exp["experiment"]))
+        if errors:
+            rows[-1]["error"] = "; ".join(errors)
     if baseline is not None:
         rows = [r for r in baseline.rows if r.get("experiment") in spec["baseline"]] + rows
     return _affect_result("Transfer learning from genre (Spearman, held-out)", rows, runs,
@@ -390,12 +431,21 @@ def multitask_suite(data_root, out_dir, *, budget: str = "standard",
             extra = deep_merge({"transfer": {"checkpoint": str(source)}}, extra)
         if own:
             extra = deep_merge(own, extra)
-        cfg = _cfg(exp["preset"], budget, overrides, extra, name=name)
-        run = train_preset(cfg, data_root, out_dir / name, budget=budget, overrides=overrides,
-                           reuse=reuse, progress=progress, member_extra=own or None)
-        runs[name] = str(run)
-        rows.append(_affect_row(exp["label"], _spearmans(run, data_root), vocab.targets,
-                                experiment=name))
+
+        def step(exp=exp, extra=extra, name=name):
+            cfg = _cfg(exp["preset"], budget, overrides, extra, name=name)
+            run = train_preset(cfg, data_root, out_dir / name, budget=budget,
+                               overrides=overrides, reuse=reuse, progress=progress,
+                               member_extra=own or None)
+            return run, _spearmans(run, data_root)
+
+        done, error = try_preset("multitask", name, step)
+        if error:
+            rows.append(_affect_row(exp["label"], {}, vocab.targets, experiment=name))
+            rows[-1]["error"] = error
+            continue
+        runs[name] = str(done[0])
+        rows.append(_affect_row(exp["label"], done[1], vocab.targets, experiment=name))
     rows = list(baseline_rows or []) + rows
     return _affect_result("Multitask learning (Spearman, held-out)", rows, runs, data_root,
                           out_dir / "multitask_table", overrides)

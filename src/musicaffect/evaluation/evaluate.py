@@ -32,6 +32,10 @@ def evaluate(checkpoint: str | Path | list[str | Path], data_root: str | Path, *
         A run folder (its ``checkpoints/best.pt`` is used), a ``.pt`` file, a classical run
         folder or an ensemble folder; several of them are evaluated as one ensemble
         (probabilities and values averaged, see :class:`~musicaffect.evaluation.predictor.Predictor`).
+        Runs evaluated together must cover the same tasks (and the same classes): every task
+        of every run is evaluated, or the command is refused naming the runs that differ
+        (:func:`~musicaffect.families.ensemble.check_members`); evaluate runs of other tasks
+        separately.
     data_root : path
         The dataset root.
     rate : {"full", "beat"}, optional
@@ -50,6 +54,7 @@ def evaluate(checkpoint: str | Path | list[str | Path], data_root: str | Path, *
     from musicaffect.evaluation.metrics import classification_metrics, regression_metrics
     from musicaffect.evaluation.plots import plot_confusion, plot_scatter
     from musicaffect.evaluation.predictor import Predictor
+    from musicaffect.families.ensemble import check_members
     from musicaffect.paths import check_output_dir
 
     if out_dir:
@@ -60,6 +65,7 @@ def evaluate(checkpoint: str | Path | list[str | Path], data_root: str | Path, *
         raise ConfigError("several runs are evaluated as one ensemble: give --out DIR (or "
                           "make an ensemble folder with `musicaffect ensemble`)")
     pred = Predictor.load(paths, device=device)
+    check_members(pred.members)   # every task of every member, or a named refusal
     first = pred.first
     cfg = first.cfg
     tasks = pred.tasks

@@ -60,14 +60,21 @@ def _paired(a, b) -> tuple[np.ndarray, np.ndarray]:
 def _degenerate(x: np.ndarray, y: np.ndarray, what: str) -> bool:
     """True (after a warning) when a correlation of ``x`` and ``y`` is undefined."""
     if x.shape[0] < 2:
-        warnings.warn(f"{what} of fewer than 2 values is undefined; returning 0.0",
+        warnings.warn(f"{what} of fewer than 2 values is undefined; returning nan",
                       ConstantInputWarning, stacklevel=3)
         return True
     if np.ptp(x) == 0 or np.ptp(y) == 0:
-        warnings.warn(f"{what} of a constant input is undefined; returning 0.0",
+        warnings.warn(f"{what} of a constant input is undefined; returning nan",
                       ConstantInputWarning, stacklevel=3)
         return True
     return False
+
+
+def _defined_mean(values) -> float:
+    """The mean of the defined (finite) values; nan when none is defined."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else math.nan
 
 
 def spearman(a, b) -> float:
@@ -83,17 +90,18 @@ def spearman(a, b) -> float:
     rho : float
         In [-1, 1]; equal to ``scipy.stats.spearmanr(a, b)[0]`` (ties get average ranks).
         When either input is constant or has fewer than 2 values, the correlation is
-        undefined: 0.0 is returned and a :class:`ConstantInputWarning` is issued.
+        undefined: nan is returned (logged as n/a; never 0.0, which would read as "no
+        correlation") and a :class:`ConstantInputWarning` is issued.
     """
     x, y = _paired(a, b)
     if _degenerate(x, y, "Spearman's rho"):
-        return 0.0
+        return math.nan
     rho = stats.spearmanr(x, y)[0]
-    return float(rho) if math.isfinite(rho) else 0.0
+    return float(rho) if math.isfinite(rho) else math.nan
 
 
 def pearson(a, b) -> float:
-    """Pearson's correlation of two vectors; like :func:`spearman`, 0.0 when undefined.
+    """Pearson's correlation of two vectors; like :func:`spearman`, nan when undefined.
 
     Parameters
     ----------
@@ -105,9 +113,9 @@ def pearson(a, b) -> float:
     """
     x, y = _paired(a, b)
     if _degenerate(x, y, "Pearson's r"):
-        return 0.0
+        return math.nan
     r = stats.pearsonr(x, y)[0]
-    return float(r) if math.isfinite(r) else 0.0
+    return float(r) if math.isfinite(r) else math.nan
 
 
 def classification_metrics(y_true, y_pred, *, classes: Sequence[str]) -> dict:
@@ -244,7 +252,7 @@ def regression_metrics(y_true: Mapping[str, np.ndarray],
         }
     out: dict = {"targets": list(y_true), "per_target": per_target}
     for key in ("spearman", "pearson", "mse", "mae"):
-        out[f"{key}_mean"] = float(np.mean([m[key] for m in per_target.values()]))
+        out[f"{key}_mean"] = _defined_mean([m[key] for m in per_target.values()])
     return out
 
 

@@ -181,6 +181,7 @@ def write_ensemble(out_dir: str | os.PathLike, runs: Sequence[str | os.PathLike]
     if str(out.resolve()) in members:
         raise ConfigError(f"{out}: an ensemble cannot contain its own folder")
     loaded = [m for r in members for m, _ in load_members(r)]
+    check_members(loaded)
     tasks = sorted({t for m in loaded for t in m.tasks})
     out.mkdir(parents=True, exist_ok=True)
     home = out.resolve()
@@ -195,6 +196,29 @@ def write_ensemble(out_dir: str | os.PathLike, runs: Sequence[str | os.PathLike]
     cfg["model"] = {"name": NAME, "params": {"members": members, "weights": weights}}
     _atomic_text(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     return out / ENSEMBLE_FILE
+
+
+def check_members(members: Sequence) -> None:
+    """Members combined into one prediction cover the same tasks and, for a class task,
+    the same classes in the same order; else :class:`ConfigError` naming the two members
+    that differ and how.
+
+    Averaging members of different tasks would silently drop the tasks the first member
+    lacks; members of different class sets cannot be averaged at all.
+    """
+    first = members[0]
+    for m in members[1:]:
+        if set(m.tasks) != set(first.tasks):
+            raise ConfigError(
+                f"{m.path} covers the tasks {', '.join(m.tasks)} but {first.path} covers "
+                f"{', '.join(first.tasks)}: members of one ensemble (or of one evaluate "
+                "command) must cover the same tasks; combine runs of one task set, and "
+                "evaluate the others separately")
+        if m.n_classes and first.n_classes and list(m.classes) != list(first.classes):
+            raise ConfigError(
+                f"{m.path} has the classes {', '.join(map(str, m.classes))} but {first.path} "
+                f"has {', '.join(map(str, first.classes))}: members of one ensemble must be "
+                "trained on the same classes; combine runs trained on the same data")
 
 
 def read_ensemble(folder: str | os.PathLike) -> dict:

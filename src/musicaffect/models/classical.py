@@ -247,6 +247,7 @@ def fit_task(p: ClassicalParams, X: np.ndarray, y: np.ndarray, *, classify: bool
     if bad:
         raise ConfigError(f"model.params.grid: {bad[0]!r} is not a parameter of "
                           f"{type(pipe.named_steps['model']).__name__}")
+    _check_grid_values(pipe.named_steps["model"], grid)
     if classify and len(np.unique(y)) < 2:
         raise ConfigError(f"the training part has a single class ({int(y[0])}); a classifier "
                           "needs at least two: add clips or change data.val_fraction")
@@ -273,6 +274,25 @@ def fit_task(p: ClassicalParams, X: np.ndarray, y: np.ndarray, *, classify: bool
                            for k, v in search.best_params_.items()}
     info["cv_score"] = float(search.best_score_)
     return search.best_estimator_, info
+
+
+def _check_grid_values(model, grid: dict) -> None:
+    """Every value of ``model.params.grid`` is one the estimator accepts, else
+    :class:`ConfigError` naming the key (scikit-learn's own parameter constraints)."""
+    from sklearn.base import clone
+
+    for key, values in grid.items():
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ConfigError(f"model.params.grid.{key} must be a non-empty list of values, "
+                              f"got {values!r}")
+        for v in values:
+            est = clone(model).set_params(**{key: v})
+            try:
+                est._validate_params()
+            except (ValueError, TypeError) as err:   # InvalidParameterError is a ValueError
+                raise ConfigError(f"model.params.grid.{key}: {v!r} is not accepted by "
+                                  f"{type(model).__name__} ({err}); fix the value in the "
+                                  "config or --set") from err
 
 
 def _threads(n: int | None):
@@ -370,22 +390,78 @@ def load_task_model(folder: Path, entry: dict):
         raise CheckpointError(f"{path}: the file differs from the one written at training time "
                               "(SHA-256 mismatch); retrain the run or restore the file")
     if entry["kind"] in ("linear", "logistic"):
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        return _LinearModel(arrays, logistic=entry["kind"] == "logistic")
+        return _LinearModel(_read_linear(path), logistic=entry["kind"] == "logistic")
     if entry["kind"] == "skops":
         try:
             import skops.io as sio
         except ImportError as err:
             raise CheckpointError(f"{path}: reading SVM / boosting models needs skops "
                                   "(pip install skops)") from err
-        untrusted = set(sio.get_untrusted_types(file=path))
+        untrusted = set(_skops_call(path, lambda: sio.get_untrusted_types(file=path)))
         unexpected = sorted(untrusted - _SKOPS_TRUSTED_EXTRA)
         if unexpected:
             raise CheckpointError(f"{path}: the file holds types a musicaffect model does not "
                                   f"use ({', '.join(unexpected[:3])}); refusing to load it")
-        return sio.load(path, trusted=sorted(untrusted))
+        return _read_skops(path, sio, sorted(untrusted))
     raise CheckpointError(f"{path}: unknown model kind {entry['kind']!r}")
+
+
+_LINEAR_KEYS = ("mean", "scale", "coef", "intercept")
+
+
+def _unreadable(path: Path, why: str) -> CheckpointError:
+    return CheckpointError(f"{path}: not a model file written by musicaffect ({why}); "
+                           "retrain the run")
+
+
+def _read_linear(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a linear model file: numeric, with the keys that :func:`save_task_model`
+    writes (anything else raises :class:`CheckpointError`)."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise _unreadable(path, f"{type(err).__name__}: {err}") from err
+    if not isinstance(arrays, dict):          # np.load of a plain .npy gives an array
+        raise _unreadable(path, "one array, not an npz archive")
+    missing = [k for k in _LINEAR_KEYS if k not in arrays]
+    if missing:
+        raise _unreadable(path, f"no {missing[0]!r} array")
+    odd = [k for k, a in arrays.items() if not np.issubdtype(a.dtype, np.number)]
+    if odd:
+        raise _unreadable(path, f"array {odd[0]!r} is {arrays[odd[0]].dtype}, not numeric")
+    return arrays
+
+
+def _skops_call(path: Path, call):
+    """Run a skops reader; a file that is no skops archive raises :class:`CheckpointError`."""
+    import zipfile
+
+    try:
+        return call()
+    except (ValueError, OSError, EOFError, KeyError, TypeError, AttributeError,
+            zipfile.BadZipFile) as err:
+        raise _unreadable(path, f"{type(err).__name__}: {err}") from err
+
+
+def _read_skops(path: Path, sio, trusted: list[str]):
+    """The fitted pipeline in a skops file (an unfitted or foreign object raises
+    :class:`CheckpointError`)."""
+    from sklearn.exceptions import NotFittedError
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils.validation import check_is_fitted
+
+    model = _skops_call(path, lambda: sio.load(path, trusted=trusted))
+    if not isinstance(model, Pipeline) or "model" not in model.named_steps:
+        raise _unreadable(path, f"it holds a {type(model).__name__}, not a pipeline")
+    try:
+        check_is_fitted(model.named_steps["model"])
+    except NotFittedError as err:
+        raise CheckpointError(f"{path}: the model in the file was never fitted; "
+                              "retrain the run") from err
+    return model
 
 
 # --------------------------------------------------------------------------- the member

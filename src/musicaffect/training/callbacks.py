@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,19 @@ class Callback:
         pass
 
 
+def _better(score: float, best: float | None, minimise: bool) -> bool:
+    """Whether ``score`` beats ``best``. An undefined (nan) score beats only no score at
+    all (the first epoch stands in), and any defined score beats an undefined best; so a
+    nan monitor is never chosen over a defined one (a nan epoch counts as no improvement)."""
+    if best is None:
+        return True
+    if not math.isfinite(score):
+        return False
+    if not math.isfinite(best):
+        return True
+    return score < best if minimise else score > best
+
+
 @dataclass
 class EarlyStopping(Callback):
     """The best validation score so far, its epoch, and the epochs since it improved.
@@ -72,8 +86,7 @@ class EarlyStopping(Callback):
 
     def update(self, score: float, epoch: int) -> bool:
         """Record an epoch's score; returns whether it is the best so far."""
-        improved = self.best is None or (score < self.best if self.minimise
-                                         else score > self.best)
+        improved = _better(score, self.best, self.minimise)
         if improved:
             self.best, self.best_epoch, self.bad_epochs = score, epoch, 0
         else:
@@ -223,7 +236,13 @@ def numeric(m: dict) -> dict[str, float]:
 
 def _fmt(m: dict) -> str:
     keys = [k for k in m if k not in ("epoch", "lr", "seconds")]
-    return " ".join(f"{k}={m[k]:.4f}" for k in keys) + f" ({m['seconds']:.1f}s)"
+    return " ".join(f"{k}={_num(m[k])}" for k in keys) + f" ({m['seconds']:.1f}s)"
+
+
+def _num(v) -> str:
+    """A logged value: 4 decimals, ``n/a`` for an undefined one (nan: e.g. the Spearman of
+    one validation clip or of a constant prediction)."""
+    return "n/a" if isinstance(v, float) and math.isnan(v) else f"{v:.4f}"
 
 
 def write_csv(history: list[dict], path: Path) -> None:
