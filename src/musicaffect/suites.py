@@ -26,8 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from musicaffect.config import RunConfig, load_config
 from musicaffect.data.labels import TARGETS
 from musicaffect.errors import ConfigError
