@@ -26,9 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from musicaffect.config import RunConfig, load_config
 from musicaffect.data.labels import TARGETS
-from musicaffect.errors import ConfigError, MusicAffectError
+from musicaffect.errors import ConfigError
 from musicaffect.settings import (
     affect_references,
     budget_model_params,
@@ -201,20 +203,15 @@ def genre_suite(data_root, out_dir, *, budget: str = "standard",
         label, feats, ref_acc, ref_f1 = genre_references().get(name, (name, "?", None, None))
         if on_step:
             on_step(f"genre: {name}")
-        row = {"experiment": name, "model": label, "features": feats, "accuracy": None,
-               "macro_f1": None, "ref_accuracy": ref_acc, "ref_macro_f1": ref_f1}
-        try:   # a preset that fails is reported in its row; the others still run
-            cfg = _cfg(name, budget, overrides)
-            run = train_preset(cfg, data_root, out_dir / name, budget=budget,
-                               overrides=overrides, reuse=reuse, progress=progress)
-            res = _evaluate_cached(run, data_root)["genre"]
-        except (MusicAffectError, RuntimeError, ValueError, KeyError, OSError) as err:
-            log.error("genre suite: %s failed: %s", name, err)
-            row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        else:
-            runs[name] = str(run)
-            row.update(accuracy=float(res["accuracy"]), macro_f1=float(res["macro_f1"]))
-        rows.append(row)
+        cfg = _cfg(name, budget, overrides)
+        run = train_preset(cfg, data_root, out_dir / name, budget=budget, overrides=overrides,
+                           reuse=reuse, progress=progress)
+        res = _evaluate_cached(run, data_root)["genre"]
+        runs[name] = str(run)
+        rows.append({"experiment": name, "model": label, "features": feats,
+                     "accuracy": float(res["accuracy"]),
+                     "macro_f1": float(res["macro_f1"]),
+                     "ref_accuracy": ref_acc, "ref_macro_f1": ref_f1})
     synthetic = _is_synthetic(data_root)
     columns = ["experiment", "model", "features", "accuracy", "macro_f1"]
     if references_apply(data_root, overrides):
@@ -226,10 +223,6 @@ def genre_suite(data_root, out_dir, *, budget: str = "standard",
         note = f"{len(vocab.classes)} classes: {', '.join(vocab.classes)}; {OWN_DATA_NOTE}"
         for r in rows:
             r.pop("ref_accuracy"), r.pop("ref_macro_f1")
-    if any("error" in r for r in rows):
-        columns.append("error")
-        for r in rows:
-            r.setdefault("error", "")
     result = SuiteResult("Genre classification (test set)", rows, columns, note, runs,
                          synthetic)
     _save(result, out_dir / "genre_table")
