@@ -189,7 +189,7 @@ def test_best_presets_choose_by_the_data_root(roots, tmp_path):
     from musicaffect.families.registry import load_members
 
     for name, emb, plain in (("best-genre", "musicnn-probe-genre", "ensemble-chunk-genre"),
-                             ("best-affect", "ensemble-musicnn-affect",
+                             ("best-affect", "musicnn-probe-affect",
                               "ensemble-chunk-affect")):
         params = load_config(name).model.params
         assert choose_preset(params, roots["audio"])[0] == emb
