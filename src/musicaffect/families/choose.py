@@ -148,7 +148,14 @@ def fit_choice(cfg, data_root, run_dir, *, resume: bool = False, overwrite: bool
     if train is None:
         raise ConfigError(f"{cfg.name}: a choose preset trains the recipe it picks: give the "
                           "trainer (musicaffect.training.engine.fit passes one)")
-    choose_params(cfg.model.params)
+    preset, _ = choose_preset(cfg.model.params, data_root)
+    t = cfg.train
+    if t.devices > 1 or t.num_nodes > 1 or t.strategy not in ("auto", "single_device"):
+        raise ConfigError(
+            f"{cfg.name}: a choose preset trains the recipe it picks ({preset} for this data "
+            "root) in one process, not distributed; train that preset's deep members with "
+            "--devices and combine the finished runs with `musicaffect ensemble RUN RUN ... "
+            "--out DIR`")
     run_dir = Path(run_dir)
     plan = plan_run_dir(run_dir, data_root=data_root, resume=resume, overwrite=overwrite)
     t0 = time.perf_counter()
