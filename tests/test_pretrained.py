@@ -99,6 +99,23 @@ def test_params_are_checked():
             pretrained_params(bad)
 
 
+def test_pretrained_and_choose_presets_are_valid():
+    from musicaffect.config import load_config, preset_names
+    from musicaffect.families.choose import choose_params
+    from musicaffect.families.pretrained import pretrained_params
+
+    seen = set()
+    for name in preset_names():
+        cfg = load_config(name)
+        seen.add(cfg.model.name)
+        if cfg.model.name == "pretrained":
+            pretrained_params(cfg.model.params)
+        elif cfg.model.name == "choose":
+            for opt in choose_params(cfg.model.params).options:
+                assert load_config(opt["preset"]).data.dataset == cfg.data.dataset
+    assert {"pretrained", "choose"} <= seen
+
+
 @pytest.mark.parametrize("preset", ["musicnn-probe-genre", "musicnn-mlp-genre"])
 def test_genre_heads_fit_save_reload_and_predict(roots, tmp_path, preset):
     from musicaffect.data.loading import prepare_data
