@@ -280,3 +280,19 @@ def test_cv_fold_roots_carry_the_embeddings(roots, tmp_path):
                 (tmp_path / "cv" / "data" / "fold-0" / "fma_genre_spectrograms" / "test"
                  ).iterdir()}
     assert test_ids == clip_ids
+
+
+def test_adapter_run_reads_mel_windows_as_its_embeddings_were_made(roots, tmp_path):
+    from musicaffect.data.arrays import load_array, select_view
+    from musicaffect.data.dataset import SpectrogramDataset
+    from musicaffect.families.registry import load
+
+    run = tmp_path / "adapter"
+    _train(roots["adapter"], "musicnn-probe-genre", run)
+    member = load(run)
+    assert member.song_windows(roots["audio_dir"] / "disco_0.wav") is None   # mel windows
+    ds = SpectrogramDataset(roots["adapter"], dataset="genre", split="train", use_cache=False)
+    stored = member.predict_dataset(ds)
+    mel = select_view(load_array(ds.records[0].path), "mel")                  # (128, T)
+    again = member.predict_arrays([mel])
+    np.testing.assert_allclose(again.probs[0], stored.probs[0], atol=1e-4)
