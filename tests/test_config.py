@@ -29,9 +29,10 @@ def test_defaults_validate():
 def test_every_preset_loads(name):
     cfg = load_config(name)
     assert cfg.name == name
+    from musicaffect.families.registry import families
     from musicaffect.models import available_models
 
-    assert cfg.model.name in (*available_models(), "classical", "ensemble")
+    assert cfg.model.name in (*available_models(), *(f.name for f in families()))
     if cfg.model.name == "classical":
         from musicaffect.models.classical import classical_params
         classical_params(cfg.model.params)

@@ -201,8 +201,45 @@ def write_fold_roots(pool: Pool, data_root, out: Path, folds: list[np.ndarray]) 
                     ",".join([recs[c].path.name] + [repr(float(recs[c].targets[t]))
                                                     for t in targets]) for c in train]
                 (fdir / label_file_name("train")).write_text("\n".join(lines) + "\n")
+        _link_embeddings(pool, root, out, froot, test_ids)
         roots.append(froot)
     return roots
+
+
+def _link_embeddings(pool: Pool, root: Path, out: Path, froot: Path, test_ids: set) -> None:
+    """Give a fold root the data root's embedding views (``embeddings/<model>/``, see
+    :mod:`musicaffect.features.embed`), split as the fold's clips are: ``train`` is every
+    pooled clip's embedding, ``test`` the fold's."""
+    from musicaffect.features.embed import EMBED_DIR, EMBED_FOLDERS, SPLITS
+
+    if not (root / EMBED_DIR).is_dir():
+        return
+    for view in sorted(p for p in (root / EMBED_DIR).iterdir() if p.is_dir()):
+        folder = FOLDERS[pool.dataset, "full"]
+        if folder not in EMBED_FOLDERS or not (view / folder).is_dir():
+            continue
+        pooled = out / "pool" / EMBED_DIR / view.name / folder
+        pooled.mkdir(parents=True, exist_ok=True)
+        for split in SPLITS:
+            for f in sorted((view / folder / split).glob("*.npz")) \
+                    if (view / folder / split).is_dir() else []:
+                _link(f.resolve(), pooled / f.name)
+        dest = froot / EMBED_DIR / view.name
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in view.iterdir():     # embed_params.json, errors.csv
+            if f.is_file():
+                shutil.copy2(f, dest / f.name)
+        (dest / folder).mkdir(exist_ok=True)
+        _link(pooled.resolve(), dest / folder / "train")
+        test_dir = dest / folder / "test"
+        if test_dir.is_symlink():
+            test_dir.unlink()
+        if test_dir.is_dir():
+            shutil.rmtree(test_dir)
+        test_dir.mkdir()
+        for cid in sorted(test_ids):
+            if (pooled / f"{cid}.npz").exists():
+                (test_dir / f"{cid}.npz").symlink_to((pooled / f"{cid}.npz").resolve())
 
 
 # --------------------------------------------------------------------------- running

@@ -91,10 +91,18 @@ def _cut_windows(x: np.ndarray, frames: int, hop: int | None) -> list[np.ndarray
     return [cut(xt, s, frames).T for s in window_starts(x.shape[1], frames, hop)]
 
 
-def member_windows(member, feats: dict[str, np.ndarray], seconds: float) -> list[np.ndarray]:
-    """The windows a model sees of one song: its own excerpt windows (``data.chunk_frames``,
-    every ``data.chunk_hop`` frames) when it was trained on excerpts, else windows of the
-    training clips' length (:func:`windows`)."""
+def member_windows(member, feats: dict[str, np.ndarray], seconds: float, *,
+                   file=None) -> list[np.ndarray]:
+    """The windows a model sees of one song: what the member makes of the audio ``file``
+    itself when it has a ``song_windows(file)`` hook that gives them (the pretrained family:
+    musicnn's own input), else its own excerpt windows (``data.chunk_frames``, every
+    ``data.chunk_hop`` frames) when it was trained on excerpts, else windows of the training
+    clips' length (:func:`windows`)."""
+    own = getattr(member, "song_windows", None)
+    if own is not None and file is not None:
+        wins = own(file)
+        if wins is not None:
+            return wins
     d = member.cfg.data
     x = select_view(feats[d.rate], d.view)                          # (F, T)
     if d.chunk_frames is not None:
@@ -153,8 +161,8 @@ def predict_files(models, files: list[str | Path], *, top: int = 3,
         pred.beat_fallback = any(bool(v["info"].get("beat_fallback", False))
                                  for v in feats_by.values())
         res, pred.windows = models.predict_clip(
-            lambda m, fb=feats_by, seconds=pred.seconds: member_windows(m, fb[params[id(m)]],
-                                                                        seconds))
+            lambda m, fb=feats_by, seconds=pred.seconds, f=f: member_windows(
+                m, fb[params[id(m)]], seconds, file=f))
         if res.probs is not None:
             p = res.probs[0]
             order = np.argsort(-p)[:top]

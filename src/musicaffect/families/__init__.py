@@ -5,6 +5,6 @@ Each module registers its family in :mod:`musicaffect.families.registry` when im
 (the fallback, ``deep``, last); nothing else in the package names a family.
 """
 
-from musicaffect.families import classical, ensemble  # noqa: F401  (register themselves)
+from musicaffect.families import choose, classical, ensemble, pretrained  # noqa: F401  (register themselves)
 
 from musicaffect.families import deep  # noqa: F401  isort: skip  (the fallback, last)
