@@ -138,7 +138,7 @@ def test_genre_heads_fit_save_reload_and_predict(roots, tmp_path, preset):
     val = member.predict_dataset(data.val)
     assert val.ids == [data.dataset.ids[i] for i in data.val_idx]
     np.testing.assert_allclose(val.probs.sum(1), 1.0)
-    assert _val_metrics(val, ["genre"])["val_accuracy"] == pytest.approx(
+    assert _val_metrics(val, member.specs)["val_accuracy"] == pytest.approx(
         summary["best_metrics"]["val_accuracy"])
     # a changed head file is refused
     head = run / "checkpoints" / "best.genre.npz"

@@ -386,7 +386,7 @@ def fit_pretrained(cfg, data_root, run_dir, *, resume: bool = False, overwrite: 
         val = member.predict_features(X[va], [ids[i] for i in va],
                                       {t: v[va] for t, v in labels.items()})
         seconds = time.perf_counter() - t_start
-        metrics = {"epoch": 0, **_val_metrics(val, data.tasks), "seconds": seconds}
+        metrics = {"epoch": 0, **_val_metrics(val, member.specs), "seconds": seconds}
         meta["metrics"] = metrics
         atomic_write(ckpt_dir / PRETRAINED_FILE, json.dumps(meta, indent=2, default=float))
         save_config(cfg, folder / "config.yaml")
@@ -418,11 +418,10 @@ class PretrainedMember:
 
     def __init__(self, path: str | os.PathLike, *, which: str = "best"):
         from musicaffect.config import config_from_dict
-        from musicaffect.data.labels import GENRE_TASK
         from musicaffect.data.vocab import vocabulary_of_checkpoint
         from musicaffect.features.params import MusicnnParams, checkpoint_feature_params
         from musicaffect.models.predictions import vocab_attributes
-        from musicaffect.tasks import specs_from_dict
+        from musicaffect.tasks import multiclass_task, specs_from_dict
 
         p = Path(path)
         file = p if p.is_file() else p / "checkpoints" / PRETRAINED_FILE
@@ -447,7 +446,8 @@ class PretrainedMember:
         from musicaffect.data.arrays import n_features
 
         self.n_features = n_features(self.cfg.data.view)
-        self.n_classes = len(self.classes) if GENRE_TASK in self.tasks else 0
+        ct = multiclass_task(self.specs)
+        self.n_classes = self.specs[ct].n_outputs if ct else 0
         self.feature_params = checkpoint_feature_params(meta)
         e = meta["embedding"]
         self.embedding = e
