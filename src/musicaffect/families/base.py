@@ -126,3 +126,17 @@ class Family:
     describe: Callable[..., str]
     build_members: Callable[..., Path] | None = None
     fallback: bool = False
+
+
+def json_model_file(file_name: str) -> Callable[[Path], Path | None]:
+    """A family's ``model_file`` when its model is one JSON file in ``checkpoints/``
+    (``best.<family>.json``): the file itself, given directly or found in a run folder."""
+    suffix = file_name[file_name.index("."):]          # ".classical.json"
+
+    def model_file(path: Path) -> Path | None:
+        if path.is_file():
+            return path if path.name.endswith(suffix) else None
+        file = path / "checkpoints" / file_name
+        return file if file.is_file() else None
+
+    return model_file

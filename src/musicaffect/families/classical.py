@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from musicaffect.errors import ConfigError
-from musicaffect.families.base import Family
+from musicaffect.families.base import Family, json_model_file
 from musicaffect.families.registry import register
 from musicaffect.features.params import root_feature_params
 from musicaffect.io import atomic_write
@@ -147,15 +147,8 @@ def _val_metrics(val, specs: dict) -> dict[str, float]:
     return m
 
 
-def _model_file(path: Path) -> Path | None:
-    if path.is_file():
-        return path if path.name.endswith(".classical.json") else None
-    file = path / "checkpoints" / CLASSICAL_FILE
-    return file if file.is_file() else None
-
-
 FAMILY = register(Family(
-    name=NAME, params=ClassicalParams, fit=fit_classical, model_file=_model_file,
+    name=NAME, params=ClassicalParams, fit=fit_classical, model_file=json_model_file(CLASSICAL_FILE),
     checkpoint_files=(f"checkpoints/{CLASSICAL_FILE}",),
     load=lambda path, *, which="best": ClassicalMember(path),
     claims=lambda name: name == NAME,

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from musicaffect.errors import CheckpointError, ConfigError, DataError
-from musicaffect.families.base import Family
+from musicaffect.families.base import Family, json_model_file
 from musicaffect.families.registry import register
 from musicaffect.io import atomic_write
 
@@ -549,15 +549,8 @@ def _root_of(dataset):
     return dataset.root
 
 
-def _model_file(path: Path) -> Path | None:
-    if path.is_file():
-        return path if path.name.endswith(".pretrained.json") else None
-    file = path / "checkpoints" / PRETRAINED_FILE
-    return file if file.is_file() else None
-
-
 FAMILY = register(Family(
-    name=NAME, params=PretrainedParams, fit=fit_pretrained, model_file=_model_file,
+    name=NAME, params=PretrainedParams, fit=fit_pretrained, model_file=json_model_file(PRETRAINED_FILE),
     checkpoint_files=(f"checkpoints/{PRETRAINED_FILE}",),
     load=lambda path, *, which="best": PretrainedMember(path),
     claims=lambda name: name == NAME,
